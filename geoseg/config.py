@@ -1,0 +1,72 @@
+"""Run configuration: one pydantic model that CLI flags and workflow files both map onto."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_LANDCOVER_MODEL = Path(__file__).parent / "checkpoints" / "landcover_rgb.pt"
+
+
+class ClusterConfig(BaseModel):
+    """Where tasks run: an embedded LocalCluster (default) or an existing scheduler."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scheduler: str | None = Field(None, description="address of an existing Dask scheduler, e.g. tcp://host:8786")
+    workers: int | None = Field(None, ge=1, description="LocalCluster worker processes (default: 1)")
+    threads_per_worker: int = Field(2, ge=1, description="Dask threads per worker (reads overlap with compute)")
+    torch_threads: int | None = Field(None, ge=1, description="torch threads per worker (default: cores / workers)")
+    allocator_tuning: bool = Field(True, description="set glibc malloc env on workers (avoids page-fault storms)")
+
+    def resolved_workers(self) -> int:
+        return self.workers or 1
+
+    def resolved_torch_threads(self) -> int:
+        if self.torch_threads:
+            return self.torch_threads
+        return max(1, (os.cpu_count() or 1) // self.resolved_workers())
+
+
+class RunConfig(BaseModel):
+    """Parameters of ``geoseg run``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scene: Path
+    out: Path
+    model: Path = DEFAULT_LANDCOVER_MODEL
+    tile: int = Field(512, ge=32, description="tile size in model-grid pixels (multiple of 32)")
+    overlap: int = Field(64, ge=0, description="overlap between neighbouring tiles in pixels")
+    batch: int = Field(8, ge=1, description="tiles per model forward pass")
+    block: int = Field(1024, ge=256, description="output block size in scene pixels (multiple of 512)")
+    blend: Literal["cosine", "linear", "constant"] = "cosine"
+    bands: list[int] | None = Field(None, description="1-based band indexes to feed the model")
+    resample: bool = Field(True, description="resample scenes whose GSD differs from the model's")
+    device: str = "auto"
+    overwrite: bool = False
+    progress: bool = True
+    cluster: ClusterConfig = ClusterConfig()
+
+    @field_validator("tile")
+    @classmethod
+    def _tile_multiple(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError(f"tile must be a multiple of 32, got {v}")
+        return v
+
+    @field_validator("block")
+    @classmethod
+    def _block_multiple(cls, v: int) -> int:
+        if v % 512:
+            raise ValueError(f"block must be a multiple of 512, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _overlap_below_half_tile(self) -> RunConfig:
+        if self.overlap * 2 >= self.tile:
+            raise ValueError(f"overlap ({self.overlap}) must be less than half the tile ({self.tile})")
+        return self

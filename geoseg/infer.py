@@ -1,0 +1,96 @@
+"""Batched inference: normalise, pad, run the model, return per-class probabilities.
+
+One ``Predictor`` per worker process (``get_predictor`` caches it); concurrent tasks in a worker
+share it, and a lock serialises forward passes so reading and stitching overlap with compute.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from geoseg.models.checkpoint import Checkpoint, load_checkpoint
+
+PAD_MULTIPLE = 32
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but no CUDA device is available")
+    return torch.device(device)
+
+
+class Predictor:
+    """Applies a checkpoint's model to uint8/float image batches."""
+
+    def __init__(self, checkpoint: Checkpoint, device: torch.device, amp: bool = False) -> None:
+        self.checkpoint = checkpoint
+        self.meta = checkpoint.meta
+        self.device = device
+        self.amp = amp and device.type == "cuda"
+        self.model = checkpoint.model.to(device)
+        if device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        norm = self.meta.normalization
+        self.mean = torch.tensor(norm.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(norm.std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.lock = threading.Lock()
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.meta.classes)
+
+    def prepare(self, batch: np.ndarray, valid: np.ndarray) -> torch.Tensor:
+        """(N, C, h, w) raw pixels + (N, h, w) validity → normalised, padded float tensor.
+
+        Invalid pixels are set to the band means (zero after normalisation) so nodata does not
+        look like dark imagery to the model.
+        """
+        x = torch.from_numpy(np.ascontiguousarray(batch)).float()
+        x = (x - self.mean) / self.std
+        x = x * torch.from_numpy(np.ascontiguousarray(valid))[:, None].float()
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        return x
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor, out_hw: tuple[int, int]) -> np.ndarray:
+        """Probabilities (N, K, h, w) as float16 for a prepared batch."""
+        x = x.to(self.device, non_blocking=True)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.lock, torch.autocast(self.device.type, enabled=self.amp):
+            logits = self.model(x)
+        probs = torch.softmax(logits[:, :, : out_hw[0], : out_hw[1]].float(), dim=1)
+        return probs.to(torch.float16).cpu().numpy()
+
+    def predict(self, batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        return self.forward(self.prepare(batch, valid), batch.shape[-2:])
+
+
+@lru_cache(maxsize=4)
+def get_predictor(checkpoint_path: str, device: str = "auto", torch_threads: int = 0) -> Predictor:
+    """The worker-process-wide predictor for a checkpoint (loaded once per process)."""
+    if torch_threads > 0:
+        torch.set_num_threads(torch_threads)
+    dev = resolve_device(device)
+    return Predictor(load_checkpoint(checkpoint_path, device=dev), dev)
+
+
+_load_lock = threading.Lock()
+
+
+def shared_predictor(checkpoint_path: str | os.PathLike[str], device: str = "auto", torch_threads: int = 0) -> Predictor:
+    """Thread-safe access to ``get_predictor`` (two tasks must not load the same model twice)."""
+    with _load_lock:
+        return get_predictor(str(checkpoint_path), device, torch_threads)

@@ -1,0 +1,260 @@
+"""The Dask graph of one scene: read+predict tile batches → stitch output blocks → write.
+
+Graph shape (tasks run on workers, the client only writes finished blocks):
+
+    predict-<batch>  reads its tiles' windows itself (nothing holds the scene), skips nodata-only
+                     tiles, runs the worker's cached model → per-tile class probabilities (float16)
+    block-<b>        depends only on the batches whose tiles touch block b: blends them with
+                     normalised weights, maps them back to the scene grid when the model ran on a
+                     resampled grid, takes the argmax, applies the scene's nodata, vectorizes
+    client           writes each block into the COG as it completes and merges polygons at seams
+
+Blocks are submitted in raster order with a bounded number in flight, and each batch's result is
+released as soon as the last block that needs it is done, so memory does not grow with scene size.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from affine import Affine
+from distributed import Client, as_completed
+from odc.geo.geobox import GeoBox
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+
+from geoseg.infer import shared_predictor
+from geoseg.io.raster import Scene, read_valid_mask, read_window
+from geoseg.vectorize import BlockPolygons, vectorize_block
+from tiles import BlockAccumulator, TileGrid, Window, blend_weights, block_windows
+
+NODATA = 0
+
+
+@dataclass(frozen=True)
+class ModelTask:
+    """What a worker needs to find and run the model (paths are read by the worker itself)."""
+
+    checkpoint: str
+    device: str
+    torch_threads: int
+    class_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Tiles, batches and output blocks of one scene, and which batches each block needs."""
+
+    scene: Scene
+    bands: list[int]
+    work: GeoBox | None
+    grid: TileGrid
+    batches: list[list[int]]
+    blocks: list[Window]
+    block_work: list[Window]
+    block_deps: list[list[int]]
+
+    @property
+    def work_shape(self) -> tuple[int, int]:
+        return (int(self.work.shape.y), int(self.work.shape.x)) if self.work is not None else self.scene.shape
+
+
+def work_window_of_block(block: Window, scene_affine: Affine, work: GeoBox, halo: int = 1) -> Window:
+    """The window of the work grid covering a scene block, with a ``halo`` for interpolation."""
+    inv = ~work.affine
+    corners = [scene_affine * (block.col_off, block.row_off), scene_affine * (block.col_stop, block.row_stop)]
+    cols, rows = zip(*(inv * c for c in corners))
+    h, w = int(work.shape.y), int(work.shape.x)
+    r0 = max(0, math.floor(min(rows)) - halo)
+    c0 = max(0, math.floor(min(cols)) - halo)
+    r1 = min(h, math.ceil(max(rows)) + halo)
+    c1 = min(w, math.ceil(max(cols)) + halo)
+    return Window(r0, c0, max(1, r1 - r0), max(1, c1 - c0))
+
+
+def make_plan(scene: Scene, bands: list[int], work: GeoBox | None, tile: int, overlap: int, batch: int,
+              block: int) -> Plan:
+    scene_h, scene_w = scene.shape
+    work_h, work_w = (int(work.shape.y), int(work.shape.x)) if work is not None else (scene_h, scene_w)
+    grid = TileGrid(work_h, work_w, tile, overlap)
+    blocks = block_windows(scene_h, scene_w, block)
+    if work is None:
+        block_work = list(blocks)
+    else:
+        block_work = [work_window_of_block(b, scene.geobox.affine, work) for b in blocks]
+
+    # Order tiles block by block so each block's tiles fall into few, consecutive batches.
+    n_block_cols = math.ceil(scene_w / block)
+    scale_r, scale_c = scene_h / work_h, scene_w / work_w
+
+    def tile_block(i: int) -> int:
+        t = grid[i]
+        r = min(scene_h - 1, int((t.row_off + t.height / 2) * scale_r)) // block
+        c = min(scene_w - 1, int((t.col_off + t.width / 2) * scale_c)) // block
+        return r * n_block_cols + c
+
+    order = sorted(range(len(grid)), key=lambda i: (tile_block(i), i))
+    batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+    batch_of = {t: b for b, tiles in enumerate(batches) for t in tiles}
+    deps = [sorted({batch_of[t] for t in grid.tiles_touching(w)}) for w in block_work]
+    return Plan(scene, bands, work, grid, batches, blocks, block_work, deps)
+
+
+@dataclass
+class BatchResult:
+    probs: dict[int, np.ndarray | None]
+    read_s: float
+    predict_s: float
+
+
+@dataclass
+class BlockResult:
+    index: int
+    labels: np.ndarray
+    polygons: BlockPolygons
+    stitch_s: float
+    vectorize_s: float
+
+
+def predict_batch(scene_path: str, windows: list[tuple[int, Window]], bands: list[int], work: GeoBox | None,
+                  model: ModelTask) -> BatchResult:
+    """Worker task: read the tiles, drop nodata-only ones, predict the rest in one forward pass."""
+    t0 = time.perf_counter()
+    reads = [(i, *read_window(scene_path, w, bands, work)) for i, w in windows]
+    kept = [(i, data, valid) for i, data, valid in reads if valid.any()]
+    t1 = time.perf_counter()
+    probs: dict[int, np.ndarray | None] = {i: None for i, _ in windows}
+    if kept:
+        predictor = shared_predictor(model.checkpoint, model.device, model.torch_threads)
+        out = predictor.predict(np.stack([k[1] for k in kept]), np.stack([k[2] for k in kept]))
+        for (i, _, _), p in zip(kept, out):
+            probs[i] = p
+    return BatchResult(probs, t1 - t0, time.perf_counter() - t1)
+
+
+def stitch_block(index: int, plan_block: Window, work_window: Window, grid: TileGrid, blend: str,
+                 scene: Scene, bands: list[int], work: GeoBox | None, class_ids: tuple[int, ...],
+                 *batches: BatchResult) -> BlockResult:
+    """Worker task: blend the tiles touching a block, map to the scene grid, label and vectorize."""
+    t0 = time.perf_counter()
+    work_h, work_w = grid.height, grid.width
+    acc = BlockAccumulator(work_window, len(class_ids))
+    for i in grid.tiles_touching(work_window):
+        p = next((b.probs[i] for b in batches if i in b.probs), None)
+        if p is None:
+            continue
+        w = grid[i]
+        acc.add(w, p, blend_weights(w, work_h, work_w, grid.overlap, kind=blend))
+    probs = acc.result(fill=0.0)
+    covered = acc.covered
+    if work is not None:
+        probs, covered = _to_scene_grid(probs, covered, work_window, work, plan_block, scene)
+    labels = np.asarray(class_ids, np.uint8)[probs.argmax(0)]
+    valid = covered & read_valid_mask(scene.path, plan_block, bands)
+    labels[~valid] = NODATA
+    t1 = time.perf_counter()
+    sh, sw = scene.shape
+    polys = vectorize_block(
+        labels,
+        plan_block.transform(scene.geobox.affine),
+        nodata=NODATA,
+        block_row_off=plan_block.row_off,
+        block_col_off=plan_block.col_off,
+        scene_height=sh,
+        scene_width=sw,
+    )
+    return BlockResult(index, labels, polys, t1 - t0, time.perf_counter() - t1)
+
+
+def _to_scene_grid(probs: np.ndarray, covered: np.ndarray, work_window: Window, work: GeoBox, block: Window,
+                   scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear resampling of work-grid probabilities onto a scene block."""
+    src_t = work_window.transform(work.affine)
+    dst_t = block.transform(scene.geobox.affine)
+    crs = scene.geobox.crs.to_wkt()
+    out = np.zeros((probs.shape[0], block.height, block.width), np.float32)
+    reproject(probs, out, src_transform=src_t, src_crs=crs, dst_transform=dst_t, dst_crs=crs,
+              resampling=Resampling.bilinear)
+    cov = np.zeros((block.height, block.width), np.uint8)
+    reproject(covered.astype(np.uint8), cov, src_transform=src_t, src_crs=crs, dst_transform=dst_t, dst_crs=crs,
+              resampling=Resampling.nearest)
+    return out, cov.astype(bool)
+
+
+@dataclass
+class Timings:
+    read_s: float = 0.0
+    predict_s: float = 0.0
+    stitch_s: float = 0.0
+    vectorize_s: float = 0.0
+    write_s: float = 0.0
+    tiles_predicted: int = 0
+    tiles_skipped: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def execute(plan: Plan, client: Client, model: ModelTask, blend: str, on_block: Callable[[BlockResult], None],
+            on_tiles: Callable[[int], None] = lambda n: None, max_blocks_in_flight: int | None = None) -> Timings:
+    """Run the plan's graph on ``client``; ``on_block`` receives finished blocks in completion order."""
+    run_id = uuid.uuid4().hex[:8]
+    nthreads = sum(client.nthreads().values()) or 1
+    limit = max_blocks_in_flight or max(4, 2 * nthreads)
+    uses = Counter(b for deps in plan.block_deps for b in deps)
+    batch_futures: dict[int, object] = {}
+    kind: dict[str, tuple[str, int]] = {}
+    timings = Timings()
+    ac = as_completed()
+    next_block = 0
+
+    def submit_block(b: int) -> None:
+        for bi in plan.block_deps[b]:
+            if bi not in batch_futures:
+                windows = [(i, plan.grid[i]) for i in plan.batches[bi]]
+                key = f"predict-{run_id}-{bi}"
+                fut = client.submit(predict_batch, str(plan.scene.path), windows, plan.bands, plan.work, model,
+                                    key=key, pure=False)
+                batch_futures[bi] = fut
+                kind[key] = ("batch", bi)
+                ac.add(fut)
+        key = f"block-{run_id}-{b}"
+        deps = [batch_futures[bi] for bi in plan.block_deps[b]]
+        fut = client.submit(stitch_block, b, plan.blocks[b], plan.block_work[b], plan.grid, blend, plan.scene,
+                            plan.bands, plan.work, model.class_ids, *deps, key=key, pure=False)
+        kind[key] = ("block", b)
+        ac.add(fut)
+
+    while next_block < len(plan.blocks) and next_block < limit:
+        submit_block(next_block)
+        next_block += 1
+
+    for fut in ac:
+        what, idx = kind.pop(fut.key)
+        result = fut.result()
+        if what == "batch":
+            timings.read_s += result.read_s
+            timings.predict_s += result.predict_s
+            n_pred = sum(p is not None for p in result.probs.values())
+            timings.tiles_predicted += n_pred
+            timings.tiles_skipped += len(result.probs) - n_pred
+            on_tiles(len(result.probs))
+            continue
+        timings.stitch_s += result.stitch_s
+        timings.vectorize_s += result.vectorize_s
+        t0 = time.perf_counter()
+        on_block(result)
+        timings.write_s += time.perf_counter() - t0
+        for bi in plan.block_deps[idx]:
+            uses[bi] -= 1
+            if uses[bi] == 0:
+                batch_futures.pop(bi).release()
+        fut.release()
+        if next_block < len(plan.blocks):
+            submit_block(next_block)
+            next_block += 1
+    return timings

@@ -1,0 +1,1 @@
+"""Training: chip datasets, sampling with augmentation, and the training loop."""

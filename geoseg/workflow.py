@@ -1,0 +1,61 @@
+"""Workflow files: a YAML list of scenes run with shared parameters, unattended and idempotent.
+
+Each entry maps onto ``RunConfig`` (the same model as the CLI flags). Scenes whose output folder
+already holds a finished run with the same inputs are skipped, so a scheduled rerun only
+processes new or changed scenes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from geoseg.config import ClusterConfig, RunConfig
+from geoseg.errors import GeosegError
+
+
+class WorkflowError(GeosegError):
+    """A workflow file is missing or invalid."""
+
+
+class Workflow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    out_root: Path
+    scenes: list[Path]
+    parameters: dict[str, Any] = {}
+    cluster: ClusterConfig = ClusterConfig()
+
+    def runs(self) -> list[RunConfig]:
+        return [
+            RunConfig(scene=scene, out=self.out_root / scene.stem, cluster=self.cluster, **self.parameters)
+            for scene in self.scenes
+        ]
+
+
+def load_workflow(path: str | Path) -> tuple[Workflow, list[RunConfig]]:
+    """Parse ``path``; relative paths inside are relative to the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise WorkflowError(f"{path}: no such workflow file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise WorkflowError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise WorkflowError(f"{path}: expected a mapping with name, out_root and scenes")
+    base = path.resolve().parent
+    for key in ("out_root",):
+        if key in raw:
+            raw[key] = str(base / raw[key])
+    raw["scenes"] = [str(base / s) for s in raw.get("scenes", [])]
+    try:
+        wf = Workflow.model_validate(raw)
+        return wf, wf.runs()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise WorkflowError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None

@@ -1,0 +1,62 @@
+"""Shared fixtures: real sample scenes, the bundled model, and a real Dask cluster."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data" / "samples"
+KAMPALA = SAMPLES / "kampala_oam_west.tif"
+KAMPALA_BUILDINGS = SAMPLES / "kampala_oam_west_buildings.geojson"
+LANDSAT_RGB = SAMPLES / "landsat7_RGB.byte.tif"
+ATLANTA_PAN = SAMPLES / "spacenet4_atlanta_pan.tif"
+ALBERS_INT16 = SAMPLES / "landsat_albers_customproj.tif"
+DUBAI = ROOT / "data" / "training" / "dubai_aerial"
+LANDCOVER_MODEL = ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt"
+
+
+def crop_geotiff(src_path: Path, dst_path: Path, row: int, col: int, height: int, width: int, **profile) -> Path:
+    """Write a window of a real scene as its own GeoTIFF (exact georeferencing of that window)."""
+    with rasterio.open(src_path) as src:
+        win = Window(col, row, width, height)
+        data = src.read(window=win)
+        prof = src.profile | {"height": height, "width": width, "transform": src.window_transform(win)}
+        prof.update(profile)
+    with rasterio.open(dst_path, "w", **prof) as dst:
+        dst.write(data)
+    return dst_path
+
+
+@pytest.fixture(scope="session")
+def kampala_crop(tmp_path_factory) -> Path:
+    """A 1200x900 window of the Kampala scene (real imagery, not tile-aligned)."""
+    return crop_geotiff(KAMPALA, tmp_path_factory.mktemp("scenes") / "kampala_crop.tif", 300, 500, 900, 1200)
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A real LocalCluster (scheduler + worker processes) shared by the pipeline tests."""
+    from distributed import LocalCluster
+
+    from geoseg.cluster import worker_environ
+    from geoseg.config import ClusterConfig
+
+    import dask
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(ClusterConfig())}):
+        cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None)
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture()
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

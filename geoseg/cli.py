@@ -56,10 +56,24 @@ def run(
 
     try:
         cfg = RunConfig(
-            scene=scene, out=out, model=model, tile=tile, overlap=overlap, batch=batch, block=block,
-            bands=_parse_bands(bands), resample=resample, device=device, overwrite=overwrite, progress=progress,
-            cluster=ClusterConfig(scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
-                                  torch_threads=torch_threads),
+            scene=scene,
+            out=out,
+            model=model,
+            tile=tile,
+            overlap=overlap,
+            batch=batch,
+            block=block,
+            bands=_parse_bands(bands),
+            resample=resample,
+            device=device,
+            overwrite=overwrite,
+            progress=progress,
+            cluster=ClusterConfig(
+                scheduler=scheduler,
+                workers=workers,
+                threads_per_worker=threads_per_worker,
+                torch_threads=torch_threads,
+            ),
         )
     except ValidationError as exc:
         err = exc.errors()[0]
@@ -88,7 +102,9 @@ def workflow(
     try:
         wf, runs = load_workflow(file)
         for cfg in runs:
-            summary = run_scene(cfg.model_copy(update={"progress": progress}), notify=lambda m: typer.echo(m, err=True))
+            summary = run_scene(
+                cfg.model_copy(update={"progress": progress}), notify=lambda m: typer.echo(m, err=True)
+            )
             state = "up to date" if summary.skipped else f"{summary.tiles} tiles in {summary.seconds:.1f} s"
             typer.echo(f"{wf.name}: {cfg.scene.name} -> {cfg.out}: {state}")
     except GeosegError as exc:

@@ -28,7 +28,8 @@ def select_bands(scene: Scene, meta: CheckpointMeta, bands: list[int] | None) ->
         raise ModelMismatchError(f"{scene.path}: band(s) {bad} do not exist (scene has {scene.count})")
     if len(bands) != meta.in_channels:
         raise ModelMismatchError(
-            f"{scene.path}: {len(bands)} band(s) selected but the model expects {meta.in_channels} ({expected})"
+            f"{scene.path}: {len(bands)} band(s) selected but the model expects "
+            f"{meta.in_channels} ({expected})"
         )
     return bands
 
@@ -75,5 +76,6 @@ def work_grid(scene: Scene, meta: CheckpointMeta, resample: bool) -> tuple[GeoBo
     geobox = scene.geobox.zoom_out(ratio)
     return geobox, (
         f"scene GSD {scene.gsd_m:.3g} m differs from the model's {meta.gsd_m:.3g} m: the model runs on a "
-        f"{geobox.shape.y}x{geobox.shape.x} grid and results are mapped back to the scene grid (--no-resample to disable)"
+        f"{geobox.shape.y}x{geobox.shape.x} grid and results are mapped back to the scene grid "
+        "(--no-resample to disable)"
     )

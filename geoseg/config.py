@@ -16,11 +16,19 @@ class ClusterConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scheduler: str | None = Field(None, description="address of an existing Dask scheduler, e.g. tcp://host:8786")
+    scheduler: str | None = Field(
+        None, description="address of an existing Dask scheduler, e.g. tcp://host:8786"
+    )
     workers: int | None = Field(None, ge=1, description="LocalCluster worker processes (default: 1)")
-    threads_per_worker: int = Field(2, ge=1, description="Dask threads per worker (reads overlap with compute)")
-    torch_threads: int | None = Field(None, ge=1, description="torch threads per worker (default: cores / workers)")
-    allocator_tuning: bool = Field(True, description="set glibc malloc env on workers (avoids page-fault storms)")
+    threads_per_worker: int = Field(
+        2, ge=1, description="Dask threads per worker (reads overlap with compute)"
+    )
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch threads per worker (default: cores / workers)"
+    )
+    allocator_tuning: bool = Field(
+        True, description="set glibc malloc env on workers (avoids page-fault storms)"
+    )
 
     def resolved_workers(self) -> int:
         return self.workers or 1

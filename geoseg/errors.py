@@ -25,3 +25,7 @@ class OutputExistsError(GeosegError):
 
 class LabelError(GeosegError):
     """Training labels cannot be used with the imagery."""
+
+
+class OutputError(GeosegError):
+    """An output file (raster, vector layer, style, run manifest) cannot be written."""

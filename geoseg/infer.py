@@ -90,7 +90,9 @@ def get_predictor(checkpoint_path: str, device: str = "auto", torch_threads: int
 _load_lock = threading.Lock()
 
 
-def shared_predictor(checkpoint_path: str | os.PathLike[str], device: str = "auto", torch_threads: int = 0) -> Predictor:
+def shared_predictor(
+    checkpoint_path: str | os.PathLike[str], device: str = "auto", torch_threads: int = 0
+) -> Predictor:
     """Thread-safe access to ``get_predictor`` (two tasks must not load the same model twice)."""
     with _load_lock:
         return get_predictor(str(checkpoint_path), device, torch_threads)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def confusion_matrix(pred: np.ndarray, target: np.ndarray, n_classes: int, ignore_index: int = 255) -> np.ndarray:
+def confusion_matrix(
+    pred: np.ndarray, target: np.ndarray, n_classes: int, ignore_index: int = 255
+) -> np.ndarray:
     """``cm[t, p]`` counts pixels of true class ``t`` predicted as ``p``; ``ignore_index`` is skipped."""
     valid = target != ignore_index
     t = target[valid].astype(np.int64)

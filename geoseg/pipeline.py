@@ -26,8 +26,6 @@ import numpy as np
 from affine import Affine
 from distributed import Client, as_completed
 from odc.geo.geobox import GeoBox
-from rasterio.enums import Resampling
-from rasterio.warp import reproject
 
 from geoseg.infer import shared_predictor
 from geoseg.io.raster import Scene, read_valid_mask, read_window
@@ -68,8 +66,8 @@ class Plan:
 def work_window_of_block(block: Window, scene_affine: Affine, work: GeoBox, halo: int = 1) -> Window:
     """The window of the work grid covering a scene block, with a ``halo`` for interpolation."""
     inv = ~work.affine
-    corners = [scene_affine * (block.col_off, block.row_off), scene_affine * (block.col_stop, block.row_stop)]
-    cols, rows = zip(*(inv * c for c in corners))
+    corners = [scene_affine @ (block.col_off, block.row_off), scene_affine @ (block.col_stop, block.row_stop)]
+    cols, rows = zip(*(inv @ c for c in corners), strict=False)
     h, w = int(work.shape.y), int(work.shape.x)
     r0 = max(0, math.floor(min(rows)) - halo)
     c0 = max(0, math.floor(min(cols)) - halo)
@@ -78,8 +76,9 @@ def work_window_of_block(block: Window, scene_affine: Affine, work: GeoBox, halo
     return Window(r0, c0, max(1, r1 - r0), max(1, c1 - c0))
 
 
-def make_plan(scene: Scene, bands: list[int], work: GeoBox | None, tile: int, overlap: int, batch: int,
-              block: int) -> Plan:
+def make_plan(
+    scene: Scene, bands: list[int], work: GeoBox | None, tile: int, overlap: int, batch: int, block: int
+) -> Plan:
     scene_h, scene_w = scene.shape
     work_h, work_w = (int(work.shape.y), int(work.shape.x)) if work is not None else (scene_h, scene_w)
     grid = TileGrid(work_h, work_w, tile, overlap)
@@ -122,8 +121,13 @@ class BlockResult:
     vectorize_s: float
 
 
-def predict_batch(scene_path: str, windows: list[tuple[int, Window]], bands: list[int], work: GeoBox | None,
-                  model: ModelTask) -> BatchResult:
+def predict_batch(
+    scene_path: str,
+    windows: list[tuple[int, Window]],
+    bands: list[int],
+    work: GeoBox | None,
+    model: ModelTask,
+) -> BatchResult:
     """Worker task: read the tiles, drop nodata-only ones, predict the rest in one forward pass."""
     t0 = time.perf_counter()
     reads = [(i, *read_window(scene_path, w, bands, work)) for i, w in windows]
@@ -133,14 +137,23 @@ def predict_batch(scene_path: str, windows: list[tuple[int, Window]], bands: lis
     if kept:
         predictor = shared_predictor(model.checkpoint, model.device, model.torch_threads)
         out = predictor.predict(np.stack([k[1] for k in kept]), np.stack([k[2] for k in kept]))
-        for (i, _, _), p in zip(kept, out):
+        for (i, _, _), p in zip(kept, out, strict=False):
             probs[i] = p
     return BatchResult(probs, t1 - t0, time.perf_counter() - t1)
 
 
-def stitch_block(index: int, plan_block: Window, work_window: Window, grid: TileGrid, blend: str,
-                 scene: Scene, bands: list[int], work: GeoBox | None, class_ids: tuple[int, ...],
-                 *batches: BatchResult) -> BlockResult:
+def stitch_block(
+    index: int,
+    plan_block: Window,
+    work_window: Window,
+    grid: TileGrid,
+    blend: str,
+    scene: Scene,
+    bands: list[int],
+    work: GeoBox | None,
+    class_ids: tuple[int, ...],
+    *batches: BatchResult,
+) -> BlockResult:
     """Worker task: blend the tiles touching a block, map to the scene grid, label and vectorize."""
     t0 = time.perf_counter()
     work_h, work_w = grid.height, grid.width
@@ -172,19 +185,34 @@ def stitch_block(index: int, plan_block: Window, work_window: Window, grid: Tile
     return BlockResult(index, labels, polys, t1 - t0, time.perf_counter() - t1)
 
 
-def _to_scene_grid(probs: np.ndarray, covered: np.ndarray, work_window: Window, work: GeoBox, block: Window,
-                   scene: Scene) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear resampling of work-grid probabilities onto a scene block."""
-    src_t = work_window.transform(work.affine)
-    dst_t = block.transform(scene.geobox.affine)
-    crs = scene.geobox.crs.to_wkt()
-    out = np.zeros((probs.shape[0], block.height, block.width), np.float32)
-    reproject(probs, out, src_transform=src_t, src_crs=crs, dst_transform=dst_t, dst_crs=crs,
-              resampling=Resampling.bilinear)
-    cov = np.zeros((block.height, block.width), np.uint8)
-    reproject(covered.astype(np.uint8), cov, src_transform=src_t, src_crs=crs, dst_transform=dst_t, dst_crs=crs,
-              resampling=Resampling.nearest)
-    return out, cov.astype(bool)
+def _to_scene_grid(
+    probs: np.ndarray, covered: np.ndarray, work_window: Window, work: GeoBox, block: Window, scene: Scene
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample work-grid probabilities onto a scene block (bilinear; coverage by nearest).
+
+    Both grids are axis-aligned in the same CRS (the work grid is a zoom of the scene grid), so
+    each output row/column maps to a fractional row/column of the work window independently.
+    """
+    src = work_window.transform(work.affine)
+    dst = block.transform(scene.geobox.affine)
+    cols = (dst.c + (np.arange(block.width) + 0.5) * dst.a - src.c) / src.a - 0.5
+    rows = (dst.f + (np.arange(block.height) + 0.5) * dst.e - src.f) / src.e - 0.5
+    out = _interp_axis(_interp_axis(probs, rows, axis=1), cols, axis=2)
+    r = np.clip(np.rint(rows).astype(int), 0, covered.shape[0] - 1)
+    c = np.clip(np.rint(cols).astype(int), 0, covered.shape[1] - 1)
+    return out, covered[r][:, c]
+
+
+def _interp_axis(a: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
+    """Linear interpolation of ``a`` at fractional indexes ``pos`` along ``axis`` (edges clamped)."""
+    n = a.shape[axis]
+    pos = np.clip(pos, 0, n - 1)
+    i0 = np.floor(pos).astype(int)
+    i1 = np.minimum(i0 + 1, n - 1)
+    shape = [1] * a.ndim
+    shape[axis] = len(pos)
+    w = (pos - i0).astype(np.float32).reshape(shape)
+    return np.take(a, i0, axis=axis) * (1 - w) + np.take(a, i1, axis=axis) * w
 
 
 @dataclass
@@ -199,8 +227,15 @@ class Timings:
     extra: dict = field(default_factory=dict)
 
 
-def execute(plan: Plan, client: Client, model: ModelTask, blend: str, on_block: Callable[[BlockResult], None],
-            on_tiles: Callable[[int], None] = lambda n: None, max_blocks_in_flight: int | None = None) -> Timings:
+def execute(
+    plan: Plan,
+    client: Client,
+    model: ModelTask,
+    blend: str,
+    on_block: Callable[[BlockResult], None],
+    on_tiles: Callable[[int], None] = lambda n: None,
+    max_blocks_in_flight: int | None = None,
+) -> Timings:
     """Run the plan's graph on ``client``; ``on_block`` receives finished blocks in completion order."""
     run_id = uuid.uuid4().hex[:8]
     nthreads = sum(client.nthreads().values()) or 1
@@ -217,15 +252,36 @@ def execute(plan: Plan, client: Client, model: ModelTask, blend: str, on_block: 
             if bi not in batch_futures:
                 windows = [(i, plan.grid[i]) for i in plan.batches[bi]]
                 key = f"predict-{run_id}-{bi}"
-                fut = client.submit(predict_batch, str(plan.scene.path), windows, plan.bands, plan.work, model,
-                                    key=key, pure=False)
+                fut = client.submit(
+                    predict_batch,
+                    str(plan.scene.path),
+                    windows,
+                    plan.bands,
+                    plan.work,
+                    model,
+                    key=key,
+                    pure=False,
+                )
                 batch_futures[bi] = fut
                 kind[key] = ("batch", bi)
                 ac.add(fut)
         key = f"block-{run_id}-{b}"
         deps = [batch_futures[bi] for bi in plan.block_deps[b]]
-        fut = client.submit(stitch_block, b, plan.blocks[b], plan.block_work[b], plan.grid, blend, plan.scene,
-                            plan.bands, plan.work, model.class_ids, *deps, key=key, pure=False)
+        fut = client.submit(
+            stitch_block,
+            b,
+            plan.blocks[b],
+            plan.block_work[b],
+            plan.grid,
+            blend,
+            plan.scene,
+            plan.bands,
+            plan.work,
+            model.class_ids,
+            *deps,
+            key=key,
+            pure=False,
+        )
         kind[key] = ("block", b)
         ac.add(fut)
 

@@ -46,8 +46,14 @@ def fingerprint(cfg: RunConfig, model_sha: str) -> str:
     """Identity of a run's inputs and parameters (what decides whether a rerun has work to do)."""
     st = cfg.scene.stat()
     params = cfg.model_dump(mode="json", exclude={"out", "overwrite", "progress", "cluster"})
-    blob = json.dumps({"scene": [str(cfg.scene.resolve()), st.st_size, st.st_mtime_ns], "model": model_sha,
-                       "params": params}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "scene": [str(cfg.scene.resolve()), st.st_size, st.st_mtime_ns],
+            "model": model_sha,
+            "params": params,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -72,7 +78,9 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
     class_ids = tuple(c.id for c in meta.classes)
     names = {c.id: c.name for c in meta.classes}
     colors = {c.id: c.rgb for c in meta.classes}
-    model = ModelTask(str(Path(cfg.model).resolve()), cfg.device, cfg.cluster.resolved_torch_threads(), class_ids)
+    model = ModelTask(
+        str(Path(cfg.model).resolve()), cfg.device, cfg.cluster.resolved_torch_threads(), class_ids
+    )
     h, w = scene.shape
     blocks: list = []
 
@@ -115,13 +123,20 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
             scene_shape=scene.shape,
             scene_transform=scene.geobox.affine,
             assets={
-                "landcover": (f"./{LANDCOVER_TIF}", "image/tiff; application=geotiff; profile=cloud-optimized",
-                              ["data", "classification"], "Land-cover classes"),
+                "landcover": (
+                    f"./{LANDCOVER_TIF}",
+                    "image/tiff; application=geotiff; profile=cloud-optimized",
+                    ["data", "classification"],
+                    "Land-cover classes",
+                ),
                 "vectors": (f"./{GPKG}", "application/geopackage+sqlite3", ["data"], "Land-cover polygons"),
             },
             parameters=cfg.model_dump(mode="json", exclude={"overwrite", "progress"})
-            | {"bands": bands, "work_grid": None if work is None else [int(work.shape.y), int(work.shape.x)],
-               "fingerprint": fp},
+            | {
+                "bands": bands,
+                "work_grid": None if work is None else [int(work.shape.y), int(work.shape.x)],
+                "fingerprint": fp,
+            },
             model={"path": str(cfg.model), "sha256": model_sha, "metadata": meta.model_dump(mode="json")},
             timing=asdict(timings) | {"total_s": total, "tiles": len(plan.grid)},
             started=started,
@@ -129,5 +144,12 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
         )
         item.properties["geoseg:fingerprint"] = fp
         write_item(item, stage / RUN_FILE)
-    return RunSummary(out=cfg.out, skipped=False, tiles=len(plan.grid), tiles_skipped=timings.tiles_skipped,
-                      polygons=len(frame), seconds=total, notice=notice)
+    return RunSummary(
+        out=cfg.out,
+        skipped=False,
+        tiles=len(plan.grid),
+        tiles_skipped=timings.tiles_skipped,
+        polygons=len(frame),
+        seconds=total,
+        notice=notice,
+    )

@@ -31,7 +31,11 @@ def check_output(out: Path, fingerprint: str, overwrite: bool) -> bool:
     if not out.exists():
         return False
     record = finished_run(out)
-    if record is not None and record.get("properties", {}).get("geoseg:fingerprint") == fingerprint and not overwrite:
+    if (
+        record is not None
+        and record.get("properties", {}).get("geoseg:fingerprint") == fingerprint
+        and not overwrite
+    ):
         return True
     if not overwrite:
         what = "a different geoseg run" if record else "other files"

@@ -3,7 +3,7 @@
 Reproducible: fixed seed, deterministic sampling; train on tiles 1, 2, 5 and validate on the
 whole of tile 3 (split by whole tile, so no overlap leaks between train and validation).
 
-    python scripts/train_landcover.py --data ../shared/data/landcover/dubai_aerial \
+    python scripts/train_landcover.py --data data/training/dubai_aerial \
         --out geoseg/checkpoints/landcover_rgb.pt
 """
 
@@ -31,7 +31,13 @@ CLASSES = [
 ]
 MASK_COLORS = {c.color: i for i, c in enumerate(CLASSES)} | {"#9B9B9B": IGNORE_INDEX, "#000000": IGNORE_INDEX}
 # Display colours for the output (legible on a map; the mask colours are arbitrary).
-DISPLAY = {"building": "#E3342F", "land": "#D9C8A9", "road": "#6C6C6C", "vegetation": "#38A169", "water": "#3182CE"}
+DISPLAY = {
+    "building": "#E3342F",
+    "land": "#D9C8A9",
+    "road": "#6C6C6C",
+    "vegetation": "#38A169",
+    "water": "#3182CE",
+}
 
 
 def main() -> None:
@@ -44,6 +50,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--encoder", default="mobilenet_v2")
+    ap.add_argument("--encoder-depth", type=int, default=3, help="3 keeps the receptive field ~100 px: seam-free tiling")
+    ap.add_argument("--decoder-channels", default="128,64,32")
+    ap.add_argument(
+        "--gsd", type=float, default=0.3, help="ground sample distance recorded in the checkpoint"
+    )
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -55,10 +67,14 @@ def main() -> None:
     val_chips = load_chips(val_pairs, MASK_COLORS)
     mean, std = band_statistics(train_chips)
     weights = class_weights(train_chips, len(CLASSES))
-    print(f"train {len(train_chips)} chips, val {len(val_chips)} chips; mean {mean} std {std}; weights {weights}")
+    print(
+        f"train {len(train_chips)} chips, val {len(val_chips)} chips; "
+        f"mean {mean} std {std}; weights {weights}"
+    )
 
-    arch_kwargs = {"decoder_channels": [128, 64, 32, 16, 16]}
-    model = build_model("unet", "mobilenet_v2", 3, len(CLASSES), **arch_kwargs)
+    decoder = [int(c) for c in args.decoder_channels.split(",")]
+    arch_kwargs = {"encoder_depth": args.encoder_depth, "decoder_channels": decoder}
+    model = build_model("unet", args.encoder, 3, len(CLASSES), **arch_kwargs)
     model = model.to(memory_format=torch.channels_last)
     sampler = RandomChipSampler(train_chips, args.size, seed=args.seed)
     log = args.out.with_suffix(".metrics.jsonl")
@@ -69,13 +85,23 @@ def main() -> None:
         with log.open("a") as f:
             f.write(json.dumps(rec) + "\n")
 
-    best, state = train(model, sampler, val_chips, len(CLASSES), mean, std, weights,
-                        steps=args.steps, batch=args.batch, on_eval=on_eval)
+    best, state = train(
+        model,
+        sampler,
+        val_chips,
+        len(CLASSES),
+        mean,
+        std,
+        weights,
+        steps=args.steps,
+        batch=args.batch,
+        on_eval=on_eval,
+    )
     model.load_state_dict(state)
     meta = CheckpointMeta(
         task="landcover",
         arch="unet",
-        encoder="mobilenet_v2",
+        encoder=args.encoder,
         arch_kwargs=arch_kwargs,
         in_channels=3,
         bands=["red", "green", "blue"],
@@ -84,13 +110,15 @@ def main() -> None:
         normalization=Normalization(mean=mean, std=std),
         classes=[ClassInfo(id=c.id, name=c.name, color=DISPLAY[c.name]) for c in CLASSES],
         tile_size=512,
-        gsd_m=1.0,
+        gsd_m=args.gsd,
         gsd_tolerance=2.0,
         training_data_sha256=data_sha256([p for pair in pairs for p in pair]),
         metrics={"val_miou": best["miou"], "val_accuracy": best["accuracy"]}
-        | {f"val_iou_{c.name}": v for c, v in zip(CLASSES, best["iou"])},
+        | {f"val_iou_{c.name}": v for c, v in zip(CLASSES, best["iou"], strict=False)},
         notes="Dubai aerial (MBRSC / Humans in the Loop, CC0); trained with scale augmentation 0.5-2x; "
-        "GSD ~1 m estimated from road widths (the dataset does not state it). "
+        "The dataset does not state its GSD: 0.3 m is an empirical calibration "
+        "(held-out 7.5 cm Kampala imagery resampled to 0.15/0.3/0.6 m was segmented most plausibly "
+        "at 0.3 m; visual check). "
         f"steps={args.steps} batch={args.batch} size={args.size} seed={args.seed} val={args.val_tile}",
     )
     save_checkpoint(model, meta, args.out)

@@ -23,7 +23,9 @@ DUBAI = ROOT / "data" / "training" / "dubai_aerial"
 LANDCOVER_MODEL = ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt"
 
 
-def crop_geotiff(src_path: Path, dst_path: Path, row: int, col: int, height: int, width: int, **profile) -> Path:
+def crop_geotiff(
+    src_path: Path, dst_path: Path, row: int, col: int, height: int, width: int, **profile
+) -> Path:
     """Write a window of a real scene as its own GeoTIFF (exact georeferencing of that window)."""
     with rasterio.open(src_path) as src:
         win = Window(col, row, width, height)
@@ -44,12 +46,11 @@ def kampala_crop(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def dask_cluster():
     """A real LocalCluster (scheduler + worker processes) shared by the pipeline tests."""
+    import dask
     from distributed import LocalCluster
 
     from geoseg.cluster import worker_environ
     from geoseg.config import ClusterConfig
-
-    import dask
 
     with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(ClusterConfig())}):
         cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None)

@@ -14,10 +14,18 @@ from .conftest import LANDCOVER_MODEL
 
 
 def tiny_meta(**kw) -> CheckpointMeta:
-    base = dict(task="landcover", arch="unet", encoder="resnet18", arch_kwargs={"encoder_depth": 3,
-                "decoder_channels": [16, 8, 8]}, in_channels=4, bands=["b", "g", "r", "nir"], input_dtype="uint16",
-                value_range=(0, 10000), normalization=Normalization(mean=[1, 2, 3, 4], std=[1, 1, 1, 1]),
-                classes=[ClassInfo(id=1, name="a", color="#FF0000"), ClassInfo(id=2, name="b", color="#00FF00")])
+    base = dict(
+        task="landcover",
+        arch="unet",
+        encoder="resnet18",
+        arch_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 8]},
+        in_channels=4,
+        bands=["b", "g", "r", "nir"],
+        input_dtype="uint16",
+        value_range=(0, 10000),
+        normalization=Normalization(mean=[1, 2, 3, 4], std=[1, 1, 1, 1]),
+        classes=[ClassInfo(id=1, name="a", color="#FF0000"), ClassInfo(id=2, name="b", color="#00FF00")],
+    )
     return CheckpointMeta(**(base | kw))
 
 

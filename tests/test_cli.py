@@ -13,19 +13,25 @@ from .conftest import ALBERS_INT16, ATLANTA_PAN, LANDCOVER_MODEL
 
 
 def geoseg(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "geoseg", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "geoseg", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_cli_runs_end_to_end(tmp_path, kampala_crop):
     out = tmp_path / "out"
-    res = geoseg("run", str(kampala_crop), "--out", str(out), "--tile", "256", "--overlap", "32", "--batch", "4")
+    res = geoseg(
+        "run", str(kampala_crop), "--out", str(out), "--tile", "256", "--overlap", "32", "--batch", "4"
+    )
     assert res.returncode == 0, res.stderr
     assert {p.name for p in out.iterdir()} == {"landcover.tif", "geoseg.gpkg", "run.json"}
     assert "tile" in res.stderr  # the progress bar counts tiles
     with rasterio.open(kampala_crop) as src, rasterio.open(out / "landcover.tif") as lc:
         assert (lc.crs, lc.transform, lc.shape) == (src.crs, src.transform, src.shape)
     # A second run with the same inputs does nothing and says so.
-    again = geoseg("run", str(kampala_crop), "--out", str(out), "--tile", "256", "--overlap", "32", "--batch", "4")
+    again = geoseg(
+        "run", str(kampala_crop), "--out", str(out), "--tile", "256", "--overlap", "32", "--batch", "4"
+    )
     assert again.returncode == 0 and "already complete" in again.stderr
 
 
@@ -61,7 +67,9 @@ def test_bad_input_fails_with_one_line_and_no_output(tmp_path, make_scene, expec
 def test_invalid_option_is_one_line(tmp_path, kampala_crop):
     res = geoseg("run", str(kampala_crop), "--out", str(tmp_path / "o"), "--tile", "100")
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == ["error: invalid option tile: Value error, tile must be a multiple of 32, got 100"]
+    assert res.stderr.strip().splitlines() == [
+        "error: invalid option tile: Value error, tile must be a multiple of 32, got 100"
+    ]
 
 
 def test_models_lists_bundled_checkpoint():

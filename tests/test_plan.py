@@ -19,7 +19,7 @@ def test_block_dependencies_cover_touching_tiles(resample):
     work, _ = work_grid(scene, meta, resample)
     plan = make_plan(scene, [1, 2, 3], work, tile=256, overlap=32, batch=5, block=512)
     assert sorted(t for b in plan.batches for t in b) == list(range(len(plan.grid)))
-    for ww, deps in zip(plan.block_work, plan.block_deps):
+    for ww, deps in zip(plan.block_work, plan.block_deps, strict=False):
         needed = set(plan.grid.tiles_touching(ww))
         supplied = {t for bi in deps for t in plan.batches[bi]}
         assert needed <= supplied

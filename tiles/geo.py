@@ -32,9 +32,9 @@ def window_from_bounds(bounds: tuple[float, float, float, float], transform: Aff
     if transform.a == 0 or transform.e == 0:
         raise UnsupportedTransformError(f"degenerate transform with a zero pixel size: {transform!r}")
     left, bottom, right, top = bounds
-    inverse = ~transform
-    col_a, row_a = inverse * (left, top)
-    col_b, row_b = inverse * (right, bottom)
+    # With no rotation, x = a * col + c and y = e * row + f.
+    col_a, col_b = ((x - transform.c) / transform.a for x in (left, right))
+    row_a, row_b = ((y - transform.f) / transform.e for y in (top, bottom))
     row_off, row_stop = _nearest(min(row_a, row_b)), _nearest(max(row_a, row_b))
     col_off, col_stop = _nearest(min(col_a, col_b)), _nearest(max(col_a, col_b))
     return Window(row_off, col_off, row_stop - row_off, col_stop - col_off)

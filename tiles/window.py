@@ -74,16 +74,29 @@ class Window:
         return Window(self.row_off - outer.row_off, self.col_off - outer.col_off, self.height, self.width)
 
     def transform(self, transform: Affine) -> Affine:
-        """The affine transform of the window's own pixel grid, given the raster's ``transform``."""
-        return transform * Affine.translation(self.col_off, self.row_off)
+        """The affine transform of the window's own pixel grid: ``transform`` moved to the window origin."""
+        x, y = apply(transform, self.col_off, self.row_off)
+        return Affine(transform.a, transform.b, x, transform.d, transform.e, y)
 
     def bounds(self, transform: Affine) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in the CRS of ``transform``: the box around the window's corners."""
         corners = [
-            transform * (col, row)
+            apply(transform, col, row)
             for col in (self.col_off, self.col_stop)
             for row in (self.row_off, self.row_stop)
         ]
         xs = [x for x, _ in corners]
         ys = [y for _, y in corners]
         return min(xs), min(ys), max(xs), max(ys)
+
+
+def apply(transform: Affine, col: float, row: float) -> tuple[float, float]:
+    """The (x, y) of pixel position (``col``, ``row``).
+
+    Spelled out rather than ``transform * (col, row)``, which affine 3 deprecates and affine 2 lacks
+    the ``@`` replacement for.
+    """
+    return (
+        transform.a * col + transform.b * row + transform.c,
+        transform.d * col + transform.e * row + transform.f,
+    )

@@ -123,5 +123,5 @@ def read_valid_mask(path: str | os.PathLike[str], window: Window, bands: list[in
 
 
 def _valid_mask(src, bands: list[int], window: RioWindow) -> np.ndarray:
-    masks = src.read_masks(bands, window=window)
-    return np.all(masks > 0, axis=0)
+    """GDAL's dataset mask: a pixel is nodata only where every band is nodata (or alpha/mask says so)."""
+    return src.dataset_mask(window=window) > 0

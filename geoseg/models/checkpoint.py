@@ -92,11 +92,17 @@ def save_checkpoint(model: torch.nn.Module, meta: CheckpointMeta, path: str | os
         k: (v.detach().to("cpu").half() if v.is_floating_point() else v.detach().to("cpu"))
         for k, v in model.state_dict().items()
     }
-    payload = {"format": FORMAT, "version": FORMAT_VERSION, "meta": meta.model_dump(mode="json"), "state_dict": state}
+    payload = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "meta": meta.model_dump(mode="json"),
+        "state_dict": state,
+    }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

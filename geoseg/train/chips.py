@@ -45,7 +45,7 @@ def rgb_mask_to_index(rgb: np.ndarray, colors: Mapping[str, int], path: Path) ->
         known |= hit
     if not known.all():
         bad = np.unique(code[~known])[:5]
-        raise LabelError(f"{path}: unknown mask colours {['#%06X' % int(v) for v in bad]}")
+        raise LabelError(f"{path}: unknown mask colours {[f'#{int(v):06X}' for v in bad]}")
     return out
 
 

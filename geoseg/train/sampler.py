@@ -44,7 +44,9 @@ class RandomChipSampler:
         c = int(self.rng.integers(0, w - src + 1))
         img = torch.from_numpy(np.ascontiguousarray(chip.image[r : r + src, c : c + src])).permute(2, 0, 1)
         msk = torch.from_numpy(np.ascontiguousarray(chip.mask[r : r + src, c : c + src]))
-        img = F.interpolate(img[None].float(), size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
+        img = F.interpolate(
+            img[None].float(), size=(self.size, self.size), mode="bilinear", align_corners=False
+        )[0]
         msk = F.interpolate(msk[None, None].float(), size=(self.size, self.size), mode="nearest")[0, 0].long()
         k = int(self.rng.integers(0, 4))
         img, msk = torch.rot90(img, k, (1, 2)), torch.rot90(msk, k, (0, 1))

@@ -22,7 +22,9 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
 
 
 @torch.inference_mode()
-def predict_chip(model: torch.nn.Module, image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def predict_chip(
+    model: torch.nn.Module, image: np.ndarray, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
     """Class indices for a whole (H, W, C) chip, padded by reflection to a multiple of 32."""
     h, w = image.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
@@ -74,8 +76,14 @@ def train(
         if step % eval_every == 0 or step == steps:
             cm = evaluate_chips(model, val_chips, n_classes, mean, std)
             s = scores(cm)
-            record = {"step": step, "loss": float(loss.item()), "miou": s["miou"], "accuracy": s["accuracy"],
-                      "iou": [float(v) for v in s["iou"]], "seconds": time.time() - t0}
+            record = {
+                "step": step,
+                "loss": float(loss.item()),
+                "miou": s["miou"],
+                "accuracy": s["accuracy"],
+                "iou": [float(v) for v in s["iou"]],
+                "seconds": time.time() - t0,
+            }
             if on_eval:
                 on_eval(step, record)
             if s["miou"] > best["miou"]:

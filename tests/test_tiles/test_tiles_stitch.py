@@ -1,4 +1,4 @@
-"""Blend weights and stitching: weights are positive and normalise to 1; identity tiles stitch back exactly."""
+"""Blend weights and stitching: positive weights that normalise to 1, identity tiles stitched back exactly."""
 
 from __future__ import annotations
 
@@ -71,7 +71,10 @@ def test_weights_are_positive_and_at_most_one(scene, kind, data):
     row_off = data.draw(st.integers(0, height - 1))
     col_off = data.draw(st.integers(0, width - 1))
     window = Window(
-        row_off, col_off, data.draw(st.integers(1, height - row_off)), data.draw(st.integers(1, width - col_off))
+        row_off,
+        col_off,
+        data.draw(st.integers(1, height - row_off)),
+        data.draw(st.integers(1, width - col_off)),
     )
     overlap = data.draw(st.integers(0, 600))
     weights = blend_weights(window, height, width, overlap, kind)

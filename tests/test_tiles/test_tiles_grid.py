@@ -217,3 +217,14 @@ def test_grid_index_out_of_range(index):
 def test_invalid_block_windows(args):
     with pytest.raises(TileGridError):
         block_windows(*args)
+
+
+def test_grid_and_windows_pickle():
+    import pickle
+
+    grid = TileGrid(1000, 700, 256, 32)
+    assert grid.row_offsets  # fill the cached offsets before pickling
+    copy = pickle.loads(pickle.dumps(grid))
+    assert copy == grid and hash(copy) == hash(grid)
+    assert copy.windows() == grid.windows()
+    assert pickle.loads(pickle.dumps(grid[3])) == grid[3]

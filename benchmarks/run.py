@@ -1,0 +1,714 @@
+"""Benchmark orchestrator: model-only ceiling (a), ``geoseg run`` end to end (b), naive script (c).
+
+Every side runs in its own subprocess with an explicit environment, on the same model, tile, overlap,
+batch size and torch thread count; a thread samples the RSS of each side's whole process tree (Dask
+workers included) every 0.1 s. Tiles are counted the same way for all sides: ``len(TileGrid(h, w,
+tile, overlap))`` on the scene grid (``geoseg run --no-resample``).
+
+    python -m benchmarks.run --sizes 2048,8192,16384 --batch 8 --tile 512 --overlap 64 \\
+        --results benchmarks/RESULTS.md
+    python -m benchmarks.run --short              # CI form: one 1024² scene, batch 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import psutil
+import rasterio
+from rasterio.windows import Window as RioWindow
+
+from benchmarks.scenes import ROOT, cache_dir, scene_path
+from tiles import TileGrid
+
+# Duplicated from geoseg.cluster.ALLOCATOR_ENV (imported lazily there would pull in dask); checked in main().
+ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
+BUNDLED_MODEL = ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt"
+SHORT_SIZE = 1024
+MIB = 1024 * 1024
+
+# What the tables mean (appended to the markdown).
+READING_NOTES = [
+    "- tiles/s and MP/s of (b) and (c) are per wall second of the whole command (interpreter start, "
+    "model load, Dask cluster start-up, reading, writing and, for geoseg, vectorizing included); "
+    "(a) is the steady-state forward-pass rate, warm-up excluded.",
+    "- geoseg's read/predict/stitch/write/vectorize come from `run.json` (`geoseg:timing`): summed "
+    "task seconds over all worker threads, so they overlap in time and can add up to more than the "
+    "wall time; predict includes waiting for the worker's model lock. The naive script's are serial "
+    "wall seconds.",
+    "- geoseg also writes a COG with overviews and a GeoPackage of polygons; the naive script writes "
+    "only a plain tiled GeoTIFF and averages tile probabilities uniformly (geoseg: cosine weights), "
+    "hence label agreement below 1.",
+    "- Peak RSS: maximum over 0.1 s samples of the summed RSS of the process tree (client, scheduler "
+    "and Dask workers for geoseg; pages shared between processes, e.g. torch's libraries, count once "
+    "per process).",
+]
+
+
+class BenchmarkError(RuntimeError):
+    """A side crashed or produced no (or wrong) output."""
+
+
+@dataclass
+class BenchConfig:
+    """Parameters shared by all sides of one benchmark run."""
+
+    sizes: list[int]
+    tile: int = 512
+    overlap: int = 64
+    batch: int = 8
+    workers: int = 1
+    threads_per_worker: int = 2
+    torch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    model: Path | None = None
+    model_batches: int = 5
+    warmup: int = 1
+    cache: Path | None = None
+    keep: Path | None = None
+    timeout_s: float = 6 * 3600
+
+
+@dataclass
+class SideRun:
+    """One subprocess: wall time, peak RSS of its process tree and the MALLOC_* env of each process role."""
+
+    side: str
+    allocator: str
+    wall_s: float
+    peak_rss_mib: float
+    peak_rss_by_role_mib: dict[str, float]
+    max_processes: int
+    malloc_env: dict[str, str]
+    load_avg_1m: float
+    report: dict
+
+
+# --------------------------------------------------------------------------- process-tree sampling
+
+
+def _role(proc: psutil.Process, root_pid: int) -> str:
+    if proc.pid == root_pid:
+        return "main"
+    try:
+        cmd = " ".join(proc.cmdline())
+    except psutil.Error:
+        return "other"
+    if "resource_tracker" in cmd:
+        return "resource_tracker"
+    if "spawn_main" in cmd or "multiprocessing-fork" in cmd:
+        return "worker"
+    return "other"
+
+
+def _format_env(env: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(env.items())) or "(none)"
+
+
+class TreeSampler(threading.Thread):
+    """Polls a process and all its descendants; keeps the max of their summed RSS."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self.peak_by_role: dict[str, int] = {}
+        self.max_procs = 0
+        self.envs: dict[str, set[str]] = {}
+        self._seen: set[int] = set()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not self._stop_event.is_set():
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            total, by_role = 0, {}
+            for p in procs:
+                try:
+                    rss = p.memory_info().rss
+                except psutil.Error:
+                    continue
+                role = _role(p, self.pid)
+                total += rss
+                by_role[role] = by_role.get(role, 0) + rss
+                if p.pid not in self._seen:
+                    self._seen.add(p.pid)
+                    try:
+                        env = {k: v for k, v in p.environ().items() if k.startswith("MALLOC_")}
+                        self.envs.setdefault(role, set()).add(_format_env(env))
+                    except psutil.Error:
+                        pass
+            self.peak = max(self.peak, total)
+            for role, rss in by_role.items():
+                self.peak_by_role[role] = max(self.peak_by_role.get(role, 0), rss)
+            self.max_procs = max(self.max_procs, len(procs))
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def side_env(allocator: bool, threads: int) -> dict[str, str]:
+    """The parent's environment without MALLOC_*, plus the allocator settings when ``allocator``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env |= {
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    if allocator:
+        env |= ALLOCATOR_ENV
+    return env
+
+
+def run_side(
+    side: str,
+    allocator: str,
+    cmd: list[str],
+    env: dict[str, str],
+    timeout_s: float,
+    report_file: Path | None = None,
+) -> SideRun:
+    """Run ``cmd`` while sampling its process tree; raise ``BenchmarkError`` if it fails."""
+    load = os.getloadavg()[0]
+    print(f"  {side} ({allocator}) ...", end="", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise BenchmarkError(
+            f"{side} timed out after {timeout_s:.0f} s: {shlex.join(cmd)}\n{err[-4000:]}"
+        ) from None
+    finally:
+        wall = time.perf_counter() - t0
+        sampler.stop()
+    if proc.returncode != 0:
+        raise BenchmarkError(
+            f"{side} failed with exit status {proc.returncode}: {shlex.join(cmd)}\n"
+            f"--- stderr (tail) ---\n{err[-4000:]}\n--- stdout (tail) ---\n{out[-2000:]}"
+        )
+    print(f" {wall:.1f} s, peak RSS {sampler.peak / MIB:.0f} MiB", file=sys.stderr, flush=True)
+    report = json.loads(report_file.read_text()) if report_file else {}
+    return SideRun(
+        side=side,
+        allocator=allocator,
+        wall_s=wall,
+        peak_rss_mib=sampler.peak / MIB,
+        peak_rss_by_role_mib={r: v / MIB for r, v in sorted(sampler.peak_by_role.items()) if v},
+        max_processes=sampler.max_procs,
+        malloc_env={r: "; ".join(sorted(v)) for r, v in sorted(sampler.envs.items())},
+        load_avg_1m=load,
+        report=report,
+    )
+
+
+# --------------------------------------------------------------------------- the three sides
+
+
+def allocator_label(tuned: bool) -> str:
+    return "tuned" if tuned else "default"
+
+
+def run_model_only(cfg: BenchConfig, model: Path, scene: Path, tuned: bool, work: Path) -> SideRun:
+    out = work / f"model_only_{allocator_label(tuned)}.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "model_only.py"),
+        "--model",
+        str(model),
+        "--scene",
+        str(scene),
+        "--tile",
+        str(cfg.tile),
+        "--overlap",
+        str(cfg.overlap),
+        "--batch",
+        str(cfg.batch),
+        "--batches",
+        str(cfg.model_batches),
+        "--warmup",
+        str(cfg.warmup),
+        "--torch-threads",
+        str(cfg.torch_threads),
+        "--json",
+        str(out),
+    ]
+    return run_side(
+        "model_only", allocator_label(tuned), cmd, side_env(tuned, cfg.torch_threads), cfg.timeout_s, out
+    )
+
+
+def run_geoseg(cfg: BenchConfig, model: Path, scene: Path, out: Path) -> SideRun:
+    """``geoseg run`` from a plain environment (no MALLOC_*); geoseg itself tunes its workers."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "geoseg",
+        "run",
+        str(scene),
+        "--out",
+        str(out),
+        "--model",
+        str(model),
+        "--tile",
+        str(cfg.tile),
+        "--overlap",
+        str(cfg.overlap),
+        "--batch",
+        str(cfg.batch),
+        "--workers",
+        str(cfg.workers),
+        "--threads-per-worker",
+        str(cfg.threads_per_worker),
+        "--torch-threads",
+        str(cfg.torch_threads),
+        "--device",
+        "cpu",
+        "--no-resample",
+        "--overwrite",
+        "--no-progress",
+    ]
+    run = run_side(
+        "geoseg", "workers tuned by geoseg", cmd, side_env(False, cfg.torch_threads), cfg.timeout_s
+    )
+    for name in ("landcover.tif", "geoseg.gpkg", "run.json"):
+        if not (out / name).is_file() or (out / name).stat().st_size == 0:
+            raise BenchmarkError(f"geoseg run exited 0 but wrote no {out / name}")
+    item = json.loads((out / "run.json").read_text())
+    try:
+        run.report = dict(item["properties"]["geoseg:timing"])
+    except (KeyError, TypeError):
+        raise BenchmarkError(f"{out / 'run.json'} has no properties['geoseg:timing']") from None
+    return run
+
+
+def run_naive(cfg: BenchConfig, model: Path, scene: Path, out: Path, tuned: bool, work: Path) -> SideRun:
+    report = work / f"naive_{allocator_label(tuned)}.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "naive.py"),
+        str(scene),
+        str(out),
+        "--model",
+        str(model),
+        "--tile",
+        str(cfg.tile),
+        "--overlap",
+        str(cfg.overlap),
+        "--batch",
+        str(cfg.batch),
+        "--torch-threads",
+        str(cfg.torch_threads),
+        "--json",
+        str(report),
+    ]
+    run = run_side(
+        "naive", allocator_label(tuned), cmd, side_env(tuned, cfg.torch_threads), cfg.timeout_s, report
+    )
+    if not out.is_file():
+        raise BenchmarkError(f"naive script exited 0 but wrote no {out}")
+    return run
+
+
+# --------------------------------------------------------------------------- checks and results
+
+
+def check_raster(path: Path, shape: tuple[int, int]) -> None:
+    with rasterio.open(path) as ds:
+        if (ds.height, ds.width) != shape or ds.count != 1:
+            raise BenchmarkError(
+                f"{path}: {ds.count} band(s) of {ds.height}x{ds.width}, expected 1 of {shape}"
+            )
+
+
+def label_agreement(a: Path, b: Path, rows: int = 1024) -> float:
+    """Fraction of pixels labelled valid in both rasters that carry the same class (read in strips)."""
+    same = total = 0
+    with rasterio.open(a) as da, rasterio.open(b) as db:
+        for r0 in range(0, da.height, rows):
+            win = RioWindow(0, r0, da.width, min(rows, da.height - r0))
+            la, lb = da.read(1, window=win), db.read(1, window=win)
+            valid = (la != 0) & (lb != 0)
+            same += int(np.count_nonzero((la == lb) & valid))
+            total += int(np.count_nonzero(valid))
+    return same / total if total else float("nan")
+
+
+def tiles_per_s(tiles: int, run: SideRun) -> float:
+    return tiles / run.wall_s
+
+
+def stand_in_checkpoint(path: Path) -> Path:
+    """An untrained checkpoint with the bundled model's architecture (when the bundled file is missing)."""
+    import torch
+
+    from geoseg.models import CheckpointMeta, ClassInfo, build_model, save_checkpoint
+    from geoseg.models.checkpoint import Normalization
+
+    torch.manual_seed(0)
+    arch_kwargs = {"decoder_channels": [128, 64, 32, 16, 16]}
+    names = ["building", "land", "road", "vegetation", "water"]
+    colors = ["#E3342F", "#D9C8A9", "#6C6C6C", "#38A169", "#3182CE"]
+    meta = CheckpointMeta(
+        task="landcover",
+        arch="unet",
+        encoder="mobilenet_v2",
+        arch_kwargs=arch_kwargs,
+        in_channels=3,
+        bands=["red", "green", "blue"],
+        input_dtype="uint8",
+        value_range=(0, 255),
+        normalization=Normalization(mean=[120.0, 120.0, 120.0], std=[60.0, 60.0, 60.0]),
+        classes=[
+            ClassInfo(id=i, name=n, color=c) for i, n, c in zip(range(1, 6), names, colors, strict=True)
+        ],
+        tile_size=512,
+        gsd_m=1.0,
+        gsd_tolerance=2.0,
+        notes="geoseg benchmark stand-in: untrained weights",
+    )
+    return save_checkpoint(build_model("unet", "mobilenet_v2", 3, len(names), **arch_kwargs), meta, path)
+
+
+def resolve_model(cfg: BenchConfig, tmp: Path) -> tuple[Path, str]:
+    if cfg.model is not None:
+        return cfg.model.resolve(), "given"
+    if BUNDLED_MODEL.is_file():
+        return BUNDLED_MODEL, "bundled"
+    print(
+        f"{BUNDLED_MODEL} is missing: using an untrained stand-in of the same architecture", file=sys.stderr
+    )
+    return stand_in_checkpoint(tmp / "stand_in_landcover_rgb.pt"), "stand-in (untrained, same architecture)"
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def machine_info() -> dict[str, object]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
+        ).stdout
+        return sha + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_benchmark(cfg: BenchConfig) -> dict:
+    """Run all sides for every scene size; returns the results as a JSON-serialisable dict."""
+    from geoseg.cluster import ALLOCATOR_ENV as GEOSEG_ALLOCATOR_ENV
+
+    if GEOSEG_ALLOCATOR_ENV != ALLOCATOR_ENV:
+        raise BenchmarkError(
+            f"geoseg.cluster.ALLOCATOR_ENV changed to {GEOSEG_ALLOCATOR_ENV}; update benchmarks"
+        )
+    cache = cfg.cache or cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    scenes = {size: scene_path(size, cache) for size in cfg.sizes}
+    results: dict = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "machine": machine_info(),
+        "git": git_commit(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "allocator_env": ALLOCATOR_ENV,
+    }
+    with tempfile.TemporaryDirectory(prefix="geoseg-bench-", dir=cache) as tmp_name:
+        tmp = Path(tmp_name)
+        model, model_kind = resolve_model(cfg, tmp)
+        results["model"] = {"path": str(model), "kind": model_kind, "sha256": file_sha256(model)}
+
+        print(f"model-only ceiling on tiles of {scenes[cfg.sizes[0]].name}", file=sys.stderr)
+        model_runs = {
+            allocator_label(t): run_model_only(cfg, model, scenes[cfg.sizes[0]], t, tmp)
+            for t in (True, False)
+        }
+        results["model_only"] = {k: asdict(v) for k, v in model_runs.items()}
+        ceiling = model_runs["tuned"].report["tiles_per_s"]
+
+        results["scenes"] = []
+        for size, scene in scenes.items():
+            with rasterio.open(scene) as ds:
+                shape = (ds.height, ds.width)
+            tiles = len(TileGrid(*shape, cfg.tile, cfg.overlap))
+            megapixels = shape[0] * shape[1] / 1e6
+            print(f"scene {scene.name}: {shape[0]}x{shape[1]}, {tiles} tiles", file=sys.stderr)
+            work = tmp / f"scene_{size}"
+            work.mkdir()
+            geoseg_out = work / "geoseg"
+            geoseg = run_geoseg(cfg, model, scene, geoseg_out)
+            check_raster(geoseg_out / "landcover.tif", shape)
+            if geoseg.report.get("tiles", tiles) != tiles:
+                raise BenchmarkError(
+                    f"geoseg ran {geoseg.report['tiles']} tiles, the benchmark counts {tiles}"
+                )
+            naive = {}
+            for tuned in (True, False):
+                out = work / f"naive_{allocator_label(tuned)}.tif"
+                naive[allocator_label(tuned)] = run_naive(cfg, model, scene, out, tuned, work)
+                check_raster(out, shape)
+            agreement = label_agreement(geoseg_out / "landcover.tif", work / "naive_tuned.tif")
+            if cfg.keep is not None:
+                dest = cfg.keep / f"scene_{size}"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                work.rename(dest)
+            sides = {"geoseg": geoseg, "naive_tuned": naive["tuned"], "naive_default": naive["default"]}
+            rates = {name: tiles_per_s(tiles, run) for name, run in sides.items()}
+            results["scenes"].append(
+                {
+                    "size": size,
+                    "scene": str(scene),
+                    "shape": list(shape),
+                    "tiles": tiles,
+                    "megapixels": megapixels,
+                    "sides": {
+                        name: asdict(run)
+                        | {"tiles_per_s": rates[name], "megapixels_per_s": megapixels / run.wall_s}
+                        for name, run in sides.items()
+                    },
+                    "ratios": {
+                        "geoseg_over_model_only": rates["geoseg"] / ceiling,
+                        "geoseg_over_naive_tuned": rates["geoseg"] / rates["naive_tuned"],
+                        "geoseg_over_naive_default": rates["geoseg"] / rates["naive_default"],
+                        "naive_tuned_rss_over_geoseg_rss": naive["tuned"].peak_rss_mib / geoseg.peak_rss_mib,
+                    },
+                    "label_agreement_geoseg_vs_naive": agreement,
+                }
+            )
+            if cfg.keep is None:
+                _rmtree(work)
+    results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return results
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def format_tables(results: dict) -> str:
+    """Markdown tables of the results (also what is printed to the terminal)."""
+    cfg = results["config"]
+    lines = [
+        "### (a) Model-only ceiling",
+        "",
+        f"`Predictor.predict` on one pre-built batch of {cfg['batch']} real {cfg['tile']}² tiles, "
+        f"{cfg['warmup']} warm-up + {cfg['model_batches']} timed batches, "
+        f"{cfg['torch_threads']} torch threads.",
+        "",
+        "| allocator | MALLOC_* env | tiles/s | median batch s | peak RSS MiB |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, run in results["model_only"].items():
+        r = run["report"]
+        lines.append(
+            f"| {name} | {run['malloc_env'].get('main', '?')} | {_f(r['tiles_per_s'])} | "
+            f"{_f(r['median_batch_s'])} | {run['peak_rss_mib']:.0f} |"
+        )
+    lines += [
+        "",
+        "### (b) `geoseg run` and (c) naive script, per scene",
+        "",
+        "| scene | tiles | side | allocator | wall s | tiles/s | MP/s | peak RSS MiB | read s | predict s "
+        "| stitch s | write s | vectorize s |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for sc in results["scenes"]:
+        for run in sc["sides"].values():
+            r = run["report"]
+            lines.append(
+                f"| {sc['size']}² | {sc['tiles']} | {run['side']} | {run['allocator']} | "
+                f"{run['wall_s']:.1f} | "
+                f"{_f(run['tiles_per_s'])} | {_f(run['megapixels_per_s'])} | {run['peak_rss_mib']:.0f} | "
+                f"{_f(r.get('read_s'), 1)} | {_f(r.get('predict_s'), 1)} | {_f(r.get('stitch_s'), 1)} | "
+                f"{_f(r.get('write_s'), 1)} | {_f(r.get('vectorize_s'), 1)} |"
+            )
+    lines += [
+        "",
+        "### Ratios",
+        "",
+        "| scene | (b)/(a) tiles/s | (b)/(c tuned) | (b)/(c default) | peak RSS MiB geoseg / naive tuned / "
+        "naive default | label agreement b vs c |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for sc in results["scenes"]:
+        ra, s = sc["ratios"], sc["sides"]
+        rss = " / ".join(f"{s[k]['peak_rss_mib']:.0f}" for k in ("geoseg", "naive_tuned", "naive_default"))
+        lines.append(
+            f"| {sc['size']}² | {ra['geoseg_over_model_only']:.2f} | {ra['geoseg_over_naive_tuned']:.2f} | "
+            f"{ra['geoseg_over_naive_default']:.2f} | {rss} | "
+            f"{sc['label_agreement_geoseg_vs_naive']:.3f} |"
+        )
+    lines += ["", "geoseg peak RSS by process role (MiB; each role's own peak):", ""]
+    for sc in results["scenes"]:
+        roles = sc["sides"]["geoseg"]["peak_rss_by_role_mib"]
+        lines.append(f"- {sc['size']}²: " + ", ".join(f"{r} {v:.0f}" for r, v in roles.items()))
+    env_rows = {("model_only", k): v["malloc_env"] for k, v in results["model_only"].items()}
+    for sc in results["scenes"][:1]:
+        env_rows |= {(v["side"], v["allocator"]): v["malloc_env"] for v in sc["sides"].values()}
+    lines += [
+        "",
+        "### Allocator (MALLOC_*) environment of each side, read from /proc of its processes",
+        "",
+        "| side | setting | process role: MALLOC_* at start |",
+        "|---|---|---|",
+    ]
+    for (side, alloc), envs in env_rows.items():
+        lines.append(f"| {side} | {alloc} | " + "<br>".join(f"{r}: {e}" for r, e in envs.items()) + " |")
+    return "\n".join(lines)
+
+
+def format_markdown(results: dict, command: str, note: str | None) -> str:
+    cfg, m, model = results["config"], results["machine"], results["model"]
+    head = ["# geoseg benchmark results", ""]
+    if note:
+        head += [f"> **{note}**", ""]
+    head += [
+        "Command (from the repository root):",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        f"- date: {results['started']} – {results['finished']}, git {results['git']}",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}; "
+        f"Python {m['python']}, torch {m['torch']}; load average at start {m['load_avg_at_start']}",
+        f"- model: `{Path(model['path']).name}` ({model['kind']}), sha256 {model['sha256'][:12]}",
+        f"- settings: tile {cfg['tile']}, overlap {cfg['overlap']}, batch {cfg['batch']}, "
+        f"{cfg['torch_threads']} torch threads on every side; geoseg: {cfg['workers']} worker(s) x "
+        f"{cfg['threads_per_worker']} threads, `--no-resample --device cpu`",
+        f"- scenes: Kampala sample mirror-tiled to {', '.join(f'{s}²' for s in cfg['sizes'])} px "
+        "(3-band uint8, 256² tiled deflate GeoTIFF, EPSG:3857); tiles = `len(TileGrid(h, w, tile, overlap))`",
+        "",
+    ]
+    notes = ["", "### How to read this", "", *READING_NOTES]
+    return "\n".join(head + [format_tables(results)] + notes) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="2048,8192,16384", help="comma-separated scene sizes in pixels")
+    ap.add_argument(
+        "--short", action="store_true", help=f"CI form: one {SHORT_SIZE}² scene, batch 4 by default"
+    )
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--overlap", type=int, default=64)
+    ap.add_argument(
+        "--batch", type=int, default=None, help="tiles per forward pass (default 8; 4 with --short)"
+    )
+    ap.add_argument("--workers", type=int, default=1, help="geoseg LocalCluster workers")
+    ap.add_argument("--threads-per-worker", type=int, default=2)
+    ap.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1, help="on every side")
+    ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: the bundled one)")
+    ap.add_argument("--model-batches", type=int, default=5, help="timed batches of the model-only side")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="scene cache (default $GEOSEG_BENCH_CACHE or ~/.cache/geoseg-bench)",
+    )
+    ap.add_argument("--keep", type=Path, default=None, help="keep every side's outputs in this folder")
+    ap.add_argument(
+        "--results", type=Path, default=None, help="write markdown here (and raw JSON next to it)"
+    )
+    ap.add_argument("--note", default=None, help="a line shown at the top of the markdown")
+    args = ap.parse_args(argv)
+    sizes = [SHORT_SIZE] if args.short else [int(s) for s in args.sizes.split(",") if s.strip()]
+    batch = args.batch or (4 if args.short else 8)
+    cfg = BenchConfig(
+        sizes=sizes,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch=batch,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        torch_threads=args.torch_threads,
+        model=args.model,
+        model_batches=args.model_batches,
+        cache=args.cache,
+        keep=args.keep,
+    )
+    return cfg, args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg, args = parse_args(argv)
+    command = "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        results = run_benchmark(cfg)
+    except BenchmarkError as exc:
+        print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    results["command"] = command
+    print(format_tables(results))
+    if args.results:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(format_markdown(results, command, args.note))
+        args.results.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+        print(f"\nwrote {args.results} and {args.results.with_suffix('.json')}", file=sys.stderr)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Reading and writing geoseg's rasters and vector layers."""

@@ -1,0 +1,43 @@
+"""Workflow files map onto RunConfig and rerun idempotently."""
+
+from __future__ import annotations
+
+import pytest
+
+from geoseg.errors import GeosegError
+from geoseg.run import run_scene
+from geoseg.workflow import load_workflow
+
+from .conftest import LANDSAT_RGB
+
+
+def test_workflow_runs_then_skips(tmp_path, dask_cluster):
+    wf_file = tmp_path / "wf.yaml"
+    wf_file.write_text(
+        f"name: test\nout_root: out\nscenes:\n  - {LANDSAT_RGB}\n"
+        f"parameters:\n  tile: 256\n  overlap: 32\n  progress: false\n"
+        f"cluster:\n  scheduler: {dask_cluster.scheduler_address}\n"
+    )
+    wf, runs = load_workflow(wf_file)
+    assert [r.out for r in runs] == [tmp_path / "out" / LANDSAT_RGB.stem]
+    assert runs[0].tile == 256
+    first = run_scene(runs[0], notify=lambda m: None)
+    assert not first.skipped and (runs[0].out / "landcover.tif").exists()
+    second = run_scene(runs[0], notify=lambda m: None)
+    assert second.skipped
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("scenes: [a.tif]\n", "name"),
+        ("- 1\n", "mapping"),
+        ("name: x\nout_root: o\nscenes: []\ntile: 3\n", "tile"),
+    ],
+)
+def test_invalid_workflow_names_file_and_problem(tmp_path, text, message):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(GeosegError, match=message) as err:
+        load_workflow(f)
+    assert str(f) in str(err.value)

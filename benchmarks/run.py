@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,8 @@ ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736
 BUNDLED_MODEL = ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt"
 SHORT_SIZE = 1024
 MIB = 1024 * 1024
+# Threading settings recorded next to MALLOC_* (OpenMP's wait policy matters a lot on small machines).
+THREAD_ENV_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_")
 
 # What the tables mean (appended to the markdown).
 READING_NOTES = [
@@ -56,6 +59,9 @@ READING_NOTES = [
     "- Peak RSS: maximum over 0.1 s samples of the summed RSS of the process tree (client, scheduler "
     "and Dask workers for geoseg; pages shared between processes, e.g. torch's libraries, count once "
     "per process).",
+    "- load 1m: the 1-minute load average when the side started. With as many torch threads as cores, "
+    "any other busy process stalls OpenMP's spinning threads and can slow the model several-fold: "
+    "compare numbers only from a quiet machine.",
 ]
 
 
@@ -93,6 +99,7 @@ class SideRun:
     peak_rss_by_role_mib: dict[str, float]
     max_processes: int
     malloc_env: dict[str, str]
+    thread_env: dict[str, str]
     load_avg_1m: float
     report: dict
 
@@ -129,6 +136,7 @@ class TreeSampler(threading.Thread):
         self.peak_by_role: dict[str, int] = {}
         self.max_procs = 0
         self.envs: dict[str, set[str]] = {}
+        self.thread_envs: dict[str, set[str]] = {}
         self._seen: set[int] = set()
         self._stop_event = threading.Event()
 
@@ -154,10 +162,14 @@ class TreeSampler(threading.Thread):
                 if p.pid not in self._seen:
                     self._seen.add(p.pid)
                     try:
-                        env = {k: v for k, v in p.environ().items() if k.startswith("MALLOC_")}
-                        self.envs.setdefault(role, set()).add(_format_env(env))
+                        env = p.environ()
                     except psutil.Error:
-                        pass
+                        env = None
+                    if env is not None:
+                        malloc = {k: v for k, v in env.items() if k.startswith("MALLOC_")}
+                        threads = {k: v for k, v in env.items() if k.startswith(THREAD_ENV_PREFIXES)}
+                        self.envs.setdefault(role, set()).add(_format_env(malloc))
+                        self.thread_envs.setdefault(role, set()).add(_format_env(threads))
             self.peak = max(self.peak, total)
             for role, rss in by_role.items():
                 self.peak_by_role[role] = max(self.peak_by_role.get(role, 0), rss)
@@ -167,6 +179,14 @@ class TreeSampler(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def side_env(allocator: bool, threads: int) -> dict[str, str]:
@@ -195,17 +215,29 @@ def run_side(
     load = os.getloadavg()[0]
     print(f"  {side} ({allocator}) ...", end="", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Own session, so a timeout or Ctrl-C can end the side's whole process group (Dask workers too).
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     sampler = TreeSampler(proc.pid)
     sampler.start()
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        _kill_group(proc)
         out, err = proc.communicate()
         raise BenchmarkError(
             f"{side} timed out after {timeout_s:.0f} s: {shlex.join(cmd)}\n{err[-4000:]}"
         ) from None
+    except BaseException:
+        _kill_group(proc)
+        raise
     finally:
         wall = time.perf_counter() - t0
         sampler.stop()
@@ -224,6 +256,7 @@ def run_side(
         peak_rss_by_role_mib={r: v / MIB for r, v in sorted(sampler.peak_by_role.items()) if v},
         max_processes=sampler.max_procs,
         malloc_env={r: "; ".join(sorted(v)) for r, v in sorted(sampler.envs.items())},
+        thread_env={r: "; ".join(sorted(v)) for r, v in sorted(sampler.thread_envs.items())},
         load_avg_1m=load,
         report=report,
     )
@@ -556,22 +589,22 @@ def format_tables(results: dict) -> str:
         f"{cfg['warmup']} warm-up + {cfg['model_batches']} timed batches, "
         f"{cfg['torch_threads']} torch threads.",
         "",
-        "| allocator | MALLOC_* env | tiles/s | median batch s | peak RSS MiB |",
-        "|---|---|---:|---:|---:|",
+        "| allocator | MALLOC_* env | tiles/s | median batch s | peak RSS MiB | load 1m |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for name, run in results["model_only"].items():
         r = run["report"]
         lines.append(
             f"| {name} | {run['malloc_env'].get('main', '?')} | {_f(r['tiles_per_s'])} | "
-            f"{_f(r['median_batch_s'])} | {run['peak_rss_mib']:.0f} |"
+            f"{_f(r['median_batch_s'])} | {run['peak_rss_mib']:.0f} | {run['load_avg_1m']:.1f} |"
         )
     lines += [
         "",
         "### (b) `geoseg run` and (c) naive script, per scene",
         "",
         "| scene | tiles | side | allocator | wall s | tiles/s | MP/s | peak RSS MiB | read s | predict s "
-        "| stitch s | write s | vectorize s |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| stitch s | write s | vectorize s | load 1m |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for sc in results["scenes"]:
         for run in sc["sides"].values():
@@ -581,7 +614,7 @@ def format_tables(results: dict) -> str:
                 f"{run['wall_s']:.1f} | "
                 f"{_f(run['tiles_per_s'])} | {_f(run['megapixels_per_s'])} | {run['peak_rss_mib']:.0f} | "
                 f"{_f(r.get('read_s'), 1)} | {_f(r.get('predict_s'), 1)} | {_f(r.get('stitch_s'), 1)} | "
-                f"{_f(r.get('write_s'), 1)} | {_f(r.get('vectorize_s'), 1)} |"
+                f"{_f(r.get('write_s'), 1)} | {_f(r.get('vectorize_s'), 1)} | {run['load_avg_1m']:.1f} |"
             )
     lines += [
         "",
@@ -603,18 +636,20 @@ def format_tables(results: dict) -> str:
     for sc in results["scenes"]:
         roles = sc["sides"]["geoseg"]["peak_rss_by_role_mib"]
         lines.append(f"- {sc['size']}²: " + ", ".join(f"{r} {v:.0f}" for r, v in roles.items()))
-    env_rows = {("model_only", k): v["malloc_env"] for k, v in results["model_only"].items()}
+    env_rows = {("model_only", k): v for k, v in results["model_only"].items()}
     for sc in results["scenes"][:1]:
-        env_rows |= {(v["side"], v["allocator"]): v["malloc_env"] for v in sc["sides"].values()}
+        env_rows |= {(v["side"], v["allocator"]): v for v in sc["sides"].values()}
     lines += [
         "",
-        "### Allocator (MALLOC_*) environment of each side, read from /proc of its processes",
+        "### Allocator (MALLOC_*) and threading environment of each side, read from /proc of its processes",
         "",
-        "| side | setting | process role: MALLOC_* at start |",
-        "|---|---|---|",
+        "| side | setting | process role: MALLOC_* at start | process role: OMP_*/MKL_*/OPENBLAS_* |",
+        "|---|---|---|---|",
     ]
-    for (side, alloc), envs in env_rows.items():
-        lines.append(f"| {side} | {alloc} | " + "<br>".join(f"{r}: {e}" for r, e in envs.items()) + " |")
+    for (side, alloc), run in env_rows.items():
+        malloc = "<br>".join(f"{r}: {e}" for r, e in run["malloc_env"].items())
+        threads = "<br>".join(f"{r}: {e}" for r, e in run.get("thread_env", {}).items())
+        lines.append(f"| {side} | {alloc} | {malloc} | {threads} |")
     return "\n".join(lines)
 
 

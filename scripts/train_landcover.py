@@ -45,14 +45,14 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--val-tile", default="tile_3")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--encoder", default="mobilenet_v2")
     ap.add_argument("--encoder-depth", type=int, default=3, help="3 keeps the receptive field ~100 px: seam-free tiling")
-    ap.add_argument("--decoder-channels", default="128,64,32")
+    ap.add_argument("--decoder-channels", default="64,32,16")
     ap.add_argument(
         "--gsd", type=float, default=0.3, help="ground sample distance recorded in the checkpoint"
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -10,6 +13,7 @@ import pyogrio
 import pystac
 import pytest
 import rasterio
+from PIL import Image
 from rasterio import features
 from rio_cogeo.cogeo import cog_validate
 
@@ -149,3 +153,29 @@ def test_nodata_collar_is_nodata_and_empty_tiles_skipped(tmp_path, dask_cluster)
     assert np.all(labels[valid] > 0)
     scene = open_scene(LANDSAT_RGB)
     assert scene.gsd_m == pytest.approx(300, rel=0.01)
+
+
+@pytest.mark.skipif(
+    not Path("/usr/bin/qgis").exists(), reason="QGIS (Debian qgis + python3-qgis) not installed"
+)
+def test_outputs_open_styled_in_qgis(kampala_run, tmp_path):
+    """A real GIS client: QGIS opens the COG (paletted) and the styled GeoPackage layer, and renders them."""
+    out, _ = kampala_run
+    png = tmp_path / "render.png"
+    env = os.environ | {"QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": str(tmp_path)}
+    res = subprocess.run(
+        ["/usr/bin/python3", str(Path(__file__).parent / "qgis_open.py"), str(out), str(png)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    infos = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    raster = next(i for i in infos if i["layer"] == "landcover.tif")
+    vector = next(i for i in infos if i["layer"] == "landcover")
+    assert raster["renderer"] == "paletted"
+    assert vector["styled"] and vector["renderer"] == "categorizedSymbol" and vector["features"] > 0
+    with Image.open(png) as im:
+        colours = len(set(im.convert("RGB").getdata()))
+    assert colours > 3  # something was drawn, in several class colours

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window as RioWindow
 
@@ -58,7 +59,11 @@ def open_scene(path: str | os.PathLike[str]) -> Scene:
     if path.is_dir():
         raise SceneError(f"{path}: is a directory, not a raster")
     try:
-        with rasterio.open(path) as src:
+        with warnings.catch_warnings():
+            # geoseg reports missing georeferencing itself, as an error.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+        with src:
             if src.crs is None:
                 raise SceneError(f"{path}: raster has no CRS (not georeferenced)")
             if src.transform.is_identity:

@@ -27,14 +27,17 @@ demo: $(STAMP)
 	$(BIN)/python -c "import json,sys; d=json.load(open('$(OUT)/run.json')); print(json.dumps(d['properties']['geoseg:timing'], indent=1))"
 
 test: $(STAMP)
-	$(BIN)/ruff check geoseg tiles tests benchmarks scripts
+	$(BIN)/ruff check geoseg tiles tests benchmarks
 	$(BIN)/pytest -q --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run --sizes 2048,8192,16384 --batch 8 --tile 512 --overlap 64 --results benchmarks/RESULTS.md
+
 lint: $(STAMP)
-	$(BIN)/ruff check geoseg tiles tests benchmarks scripts
+	$(BIN)/ruff check geoseg tiles tests benchmarks
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

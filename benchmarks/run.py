@@ -632,7 +632,12 @@ def format_tables(results: dict) -> str:
             f"{ra['geoseg_over_naive_default']:.2f} | {rss} | "
             f"{sc['label_agreement_geoseg_vs_naive']:.3f} |"
         )
-    lines += ["", "geoseg peak RSS by process role (MiB; each role's own peak):", ""]
+    lines += [
+        "",
+        "geoseg peak RSS by process role (MiB, each role's own peak; main = the `geoseg` command itself: "
+        "client, scheduler and nannies):",
+        "",
+    ]
     for sc in results["scenes"]:
         roles = sc["sides"]["geoseg"]["peak_rss_by_role_mib"]
         lines.append(f"- {sc['size']}²: " + ", ".join(f"{r} {v:.0f}" for r, v in roles.items()))

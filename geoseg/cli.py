@@ -38,7 +38,9 @@ def run(
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
     model: Annotated[Path, typer.Option(help="checkpoint (.pt)")] = DEFAULT_LANDCOVER_MODEL,
     tile: Annotated[int, typer.Option(help="tile size in pixels (multiple of 32)")] = 512,
-    overlap: Annotated[int, typer.Option(help="overlap between tiles in pixels")] = 64,
+    overlap: Annotated[
+        int | None, typer.Option(help="overlap between tiles in pixels [default: the model's]")
+    ] = None,
     batch: Annotated[int, typer.Option(help="tiles per forward pass")] = 8,
     block: Annotated[int, typer.Option(help="output block size in pixels (multiple of 512)")] = 1024,
     bands: Annotated[str | None, typer.Option(help="1-based bands to use, e.g. 1,2,3")] = None,

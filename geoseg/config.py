@@ -48,7 +48,7 @@ class RunConfig(BaseModel):
     out: Path
     model: Path = DEFAULT_LANDCOVER_MODEL
     tile: int = Field(512, ge=32, description="tile size in model-grid pixels (multiple of 32)")
-    overlap: int = Field(64, ge=0, description="overlap between neighbouring tiles in pixels")
+    overlap: int | None = Field(None, ge=0, description="tile overlap in pixels (default: the model's)")
     batch: int = Field(8, ge=1, description="tiles per model forward pass")
     block: int = Field(1024, ge=256, description="output block size in scene pixels (multiple of 512)")
     blend: Literal["cosine", "linear", "constant"] = "cosine"
@@ -75,6 +75,11 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _overlap_below_half_tile(self) -> RunConfig:
-        if self.overlap * 2 >= self.tile:
-            raise ValueError(f"overlap ({self.overlap}) must be less than half the tile ({self.tile})")
+        if self.overlap is not None:
+            check_overlap(self.overlap, self.tile)
         return self
+
+
+def check_overlap(overlap: int, tile: int) -> None:
+    if overlap * 2 >= tile:
+        raise ValueError(f"overlap ({overlap}) must be less than half the tile ({tile})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from functools import lru_cache
 
 import numpy as np
@@ -64,17 +65,26 @@ class Predictor:
         return x
 
     @torch.inference_mode()
-    def forward(self, x: torch.Tensor, out_hw: tuple[int, int]) -> np.ndarray:
-        """Probabilities (N, K, h, w) as float16 for a prepared batch."""
+    def forward(self, x: torch.Tensor, out_hw: tuple[int, int]) -> tuple[np.ndarray, float]:
+        """Probabilities (N, K, h, w) as float16 for a prepared batch, and the seconds the model ran
+        (excluding time spent waiting for another task's forward pass)."""
         x = x.to(self.device, non_blocking=True)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with self.lock, torch.autocast(self.device.type, enabled=self.amp):
+            t0 = time.perf_counter()
             logits = self.model(x)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds = time.perf_counter() - t0
         probs = torch.softmax(logits[:, :, : out_hw[0], : out_hw[1]].float(), dim=1)
-        return probs.to(torch.float16).cpu().numpy()
+        return probs.to(torch.float16).cpu().numpy(), seconds
 
     def predict(self, batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        return self.predict_timed(batch, valid)[0]
+
+    def predict_timed(self, batch: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, float]:
+        """Like ``predict``, also returning the model's own run time in seconds."""
         return self.forward(self.prepare(batch, valid), batch.shape[-2:])
 
 

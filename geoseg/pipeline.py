@@ -109,7 +109,8 @@ def make_plan(
 class BatchResult:
     probs: dict[int, np.ndarray | None]
     read_s: float
-    predict_s: float
+    predict_s: float  # the model's forward passes only
+    task_predict_s: float  # includes preparing the batch and waiting for the worker's model lock
 
 
 @dataclass
@@ -134,12 +135,13 @@ def predict_batch(
     kept = [(i, data, valid) for i, data, valid in reads if valid.any()]
     t1 = time.perf_counter()
     probs: dict[int, np.ndarray | None] = {i: None for i, _ in windows}
+    model_s = 0.0
     if kept:
         predictor = shared_predictor(model.checkpoint, model.device, model.torch_threads)
-        out = predictor.predict(np.stack([k[1] for k in kept]), np.stack([k[2] for k in kept]))
-        for (i, _, _), p in zip(kept, out, strict=False):
+        out, model_s = predictor.predict_timed(np.stack([k[1] for k in kept]), np.stack([k[2] for k in kept]))
+        for (i, _, _), p in zip(kept, out, strict=True):
             probs[i] = p
-    return BatchResult(probs, t1 - t0, time.perf_counter() - t1)
+    return BatchResult(probs, t1 - t0, model_s, time.perf_counter() - t1)
 
 
 def stitch_block(

@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 from geoseg.cluster import dask_client
 from geoseg.compat import check_value_range, select_bands, work_grid
-from geoseg.config import RunConfig
+from geoseg.config import RunConfig, check_overlap
+from geoseg.errors import ModelMismatchError
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import open_scene
 from geoseg.io.vector import write_layer
@@ -74,7 +75,12 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
         notify(f"{cfg.out}: already complete for these inputs; nothing to do (--overwrite to redo)")
         return RunSummary(out=cfg.out, skipped=True)
 
-    plan = make_plan(scene, bands, work, cfg.tile, cfg.overlap, cfg.batch, cfg.block)
+    overlap = meta.overlap if cfg.overlap is None else cfg.overlap
+    try:
+        check_overlap(overlap, cfg.tile)
+    except ValueError as exc:
+        raise ModelMismatchError(f"{cfg.model}: {exc}; choose --overlap") from None
+    plan = make_plan(scene, bands, work, cfg.tile, overlap, cfg.batch, cfg.block)
     class_ids = tuple(c.id for c in meta.classes)
     names = {c.id: c.name for c in meta.classes}
     colors = {c.id: c.rgb for c in meta.classes}

@@ -123,7 +123,7 @@ def test_tiled_prediction_equals_whole_image(tmp_path, kampala_crop, dask_cluste
     """Seam-free stitching: the tiled run agrees with one forward pass over the whole scene."""
     out = tmp_path / "tiled"
     run_scene(
-        config(kampala_crop, out, dask_cluster, resample=False, tile=256, overlap=64), notify=lambda m: None
+        config(kampala_crop, out, dask_cluster, resample=False), notify=lambda m: None
     )
     ckpt = load_checkpoint(LANDCOVER_MODEL)
     predictor = Predictor(ckpt, ckpt.model.parameters().__next__().device)
@@ -179,3 +179,19 @@ def test_outputs_open_styled_in_qgis(kampala_run, tmp_path):
     with Image.open(png) as im:
         colours = len(set(im.convert("RGB").getdata()))
     assert colours > 3  # something was drawn, in several class colours
+
+
+def test_model_is_loaded_once_per_worker(kampala_run, dask_cluster):
+    from distributed import Client
+
+    def cache_info():
+        from geoseg.infer import get_predictor
+
+        info = get_predictor.cache_info()
+        return info.misses, info.hits
+
+    with Client(dask_cluster.scheduler_address) as client:
+        per_worker = client.run(cache_info)
+    assert per_worker
+    for misses, _hits in per_worker.values():
+        assert misses == 1  # one load per worker process, reused by every later batch

@@ -56,6 +56,9 @@ class CheckpointMeta(BaseModel):
     normalization: Normalization
     classes: list[ClassInfo]
     tile_size: int = 512
+    overlap: int = Field(
+        64, ge=0, description="tile overlap that makes tiled output match whole-image output"
+    )
     gsd_m: float | None = None
     gsd_tolerance: float = 2.0
     training_data_sha256: str = ""

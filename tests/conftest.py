@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,6 +43,19 @@ def crop_geotiff(
 def kampala_crop(tmp_path_factory) -> Path:
     """A 1200x900 window of the Kampala scene (real imagery, not tile-aligned)."""
     return crop_geotiff(KAMPALA, tmp_path_factory.mktemp("scenes") / "kampala_crop.tif", 300, 500, 900, 1200)
+
+
+@pytest.fixture(scope="session")
+def kampala_15cm(tmp_path_factory) -> Path:
+    """The Kampala sample averaged to 15 cm (1024x1024): inside the bundled model's GSD range."""
+    dst_path = tmp_path_factory.mktemp("scenes") / "kampala_15cm.tif"
+    with rasterio.open(KAMPALA) as src:
+        data = src.read(out_shape=(src.count, 1024, 1024), resampling=Resampling.average)
+        transform = src.transform * Affine.scale(src.width / 1024, src.height / 1024)
+        profile = src.profile | {"width": 1024, "height": 1024, "transform": transform}
+    with rasterio.open(dst_path, "w", **profile) as dst:
+        dst.write(data)
+    return dst_path
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import pyogrio
 import pystac
 import pytest
 import rasterio
+import torch
 from PIL import Image
 from rasterio import features
 from rio_cogeo.cogeo import cog_validate
@@ -119,15 +120,15 @@ def test_rerun_is_a_no_op_and_other_params_refuse(kampala_run, dask_cluster):
     assert not list(out.parent.glob(".*partial*"))
 
 
-def test_tiled_prediction_equals_whole_image(tmp_path, kampala_crop, dask_cluster):
-    """Seam-free stitching: the tiled run agrees with one forward pass over the whole scene."""
+def test_tiled_prediction_equals_whole_image(tmp_path, kampala_15cm, dask_cluster):
+    """Seam-free stitching: at the model's own tile overlap, the tiled run (9 tiles) agrees with one
+    forward pass over the whole scene on >= 99.9 % of pixels."""
     out = tmp_path / "tiled"
-    run_scene(
-        config(kampala_crop, out, dask_cluster, resample=False), notify=lambda m: None
-    )
+    summary = run_scene(config(kampala_15cm, out, dask_cluster, resample=False), notify=lambda m: None)
+    assert summary.tiles == 9
     ckpt = load_checkpoint(LANDCOVER_MODEL)
-    predictor = Predictor(ckpt, ckpt.model.parameters().__next__().device)
-    with rasterio.open(kampala_crop) as src:
+    predictor = Predictor(ckpt, torch.device("cpu"))
+    with rasterio.open(kampala_15cm) as src:
         image = src.read()
         valid = src.dataset_mask() > 0
     whole = predictor.predict(image[None], valid[None])[0]

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,13 +18,13 @@ from geoseg.config import RunConfig, check_overlap
 from geoseg.errors import ModelMismatchError
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import open_scene
-from geoseg.io.vector import write_layer
+from geoseg.io.vector import write_layer, write_layer_styles
 from geoseg.models.checkpoint import file_sha256, read_checkpoint_meta
 from geoseg.pipeline import NODATA, BlockResult, ModelTask, execute, make_plan
 from geoseg.report import build_run_item, write_item
 from geoseg.rundir import RUN_FILE, check_output, staging_dir
 from geoseg.styles import categorized_polygon_qml
-from geoseg.vectorize import merge_seams, polygons_to_frame
+from geoseg.vectorize import BlockPolygons, merge_seams, polygons_to_frame
 
 log = logging.getLogger("geoseg")
 
@@ -88,7 +88,9 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
         str(Path(cfg.model).resolve()), cfg.device, cfg.cluster.resolved_torch_threads(), class_ids
     )
     h, w = scene.shape
-    blocks: list = []
+    crs_wkt = scene.geobox.crs.to_wkt()
+    seams: list[BlockPolygons] = []
+    n_polygons = 0
 
     with staging_dir(cfg.out) as stage:
         writer = BlockCOGWriter(
@@ -105,19 +107,29 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
         )
         bar = tqdm(total=len(plan.grid), unit="tile", desc=scene.path.name, disable=not cfg.progress)
 
+        gpkg = stage / GPKG
+
+        def write_polygons(polys: list) -> None:
+            """Append polygons to the layer as they are final: memory holds only seam polygons."""
+            nonlocal n_polygons
+            if polys or n_polygons == 0:
+                frame = polygons_to_frame(polys, names, crs_wkt)
+                write_layer(frame, gpkg, "landcover", append=gpkg.exists() and n_polygons > 0)
+                n_polygons += len(frame)
+
         def on_block(res: BlockResult) -> None:
             b = plan.blocks[res.index]
             writer.write(b.row_off, b.col_off, res.labels)
-            blocks.append(res.polygons)
+            write_polygons(res.polygons.interior)
+            seams.append(replace(res.polygons, interior=[]))
 
         with writer, dask_client(cfg.cluster) as client:
             timings = execute(plan, client, model, cfg.blend, on_block, on_tiles=bar.update)
         bar.close()
         t_vec = time.perf_counter()
-        polys = merge_seams(blocks)
-        frame = polygons_to_frame(polys, names, scene.geobox.crs.to_wkt())
+        write_polygons(merge_seams(seams))
         qml = categorized_polygon_qml("class_id", [(c.id, c.name, c.color) for c in meta.classes])
-        write_layer(frame, stage / GPKG, "landcover", style_qml=qml, style_name="landcover")
+        write_layer_styles(gpkg, "landcover", qml, "landcover")
         timings.vectorize_s += time.perf_counter() - t_vec
         finished = datetime.now(timezone.utc)
         total = time.perf_counter() - t_start
@@ -155,7 +167,7 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
         skipped=False,
         tiles=len(plan.grid),
         tiles_skipped=timings.tiles_skipped,
-        polygons=len(frame),
+        polygons=n_polygons,
         seconds=total,
         notice=notice,
     )

@@ -62,8 +62,10 @@ def write_layer(
     style_qml: str | None = None,
     style_name: str | None = None,
     geometry_type: str = "MultiPolygon",
+    append: bool = False,
 ) -> None:
-    """Write ``gdf`` as GeoPackage layer ``layer`` (replacing a layer of that name, keeping other layers).
+    """Write ``gdf`` as GeoPackage layer ``layer`` (replacing a layer of that name, keeping other layers;
+    with ``append`` adding its features to the existing layer instead).
 
     Geometries are promoted to their multi type so the layer has a single geometry type (``geometry_type``
     is used for an empty frame); the frame's CRS is kept (custom CRSs too); a spatial index is built. With
@@ -83,7 +85,8 @@ def write_layer(
             geometry_type=gtype,
             promote_to_multi=True,
             dataset_options=new_file,
-            layer_options={"SPATIAL_INDEX": "YES"},
+            layer_options=None if append else {"SPATIAL_INDEX": "YES"},
+            append=append,
         )
     except Exception as exc:
         raise OutputError(f"cannot write layer {layer!r} to {path}: {exc}") from exc

@@ -10,6 +10,7 @@ SCENE ?= data/samples/kampala_oam_west.tif
 # glibc malloc settings for the client process too (workers get them from geoseg itself).
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 68719476736
+export MALLOC_ARENA_MAX := 1
 export HF_HUB_OFFLINE := 1
 
 .PHONY: install demo test test-fast lint bench clean

@@ -1,7 +1,9 @@
 """Batched inference: normalise, pad, run the model, return per-class probabilities.
 
 One ``Predictor`` per worker process (``get_predictor`` caches it); concurrent tasks in a worker
-share it, and a lock serialises forward passes so reading and stitching overlap with compute.
+share it. Every forward pass runs on the predictor's own single inference thread: torch's OpenMP
+team then lives on one thread (alternating Dask threads would each spin up a team that competes
+for the cores), while reading and stitching in other Dask threads overlap with compute.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
@@ -42,7 +45,7 @@ class Predictor:
         norm = self.meta.normalization
         self.mean = torch.tensor(norm.mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(norm.std, dtype=torch.float32).view(1, -1, 1, 1)
-        self.lock = threading.Lock()
+        self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoseg-infer")
 
     @property
     def n_classes(self) -> int:
@@ -64,21 +67,22 @@ class Predictor:
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         return x
 
-    @torch.inference_mode()
     def forward(self, x: torch.Tensor, out_hw: tuple[int, int]) -> tuple[np.ndarray, float]:
         """Probabilities (N, K, h, w) as float16 for a prepared batch, and the seconds the model ran
         (excluding time spent waiting for another task's forward pass)."""
+        return self._inference.submit(self._forward, x, out_hw).result()
+
+    @torch.inference_mode()
+    def _forward(self, x: torch.Tensor, out_hw: tuple[int, int]) -> tuple[np.ndarray, float]:
+        t0 = time.perf_counter()
         x = x.to(self.device, non_blocking=True)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        with self.lock, torch.autocast(self.device.type, enabled=self.amp):
-            t0 = time.perf_counter()
+        with torch.autocast(self.device.type, enabled=self.amp):
             logits = self.model(x)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            seconds = time.perf_counter() - t0
         probs = torch.softmax(logits[:, :, : out_hw[0], : out_hw[1]].float(), dim=1)
-        return probs.to(torch.float16).cpu().numpy(), seconds
+        out = probs.to(torch.float16).cpu().numpy()
+        return out, time.perf_counter() - t0
 
     def predict(self, batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
         return self.predict_timed(batch, valid)[0]

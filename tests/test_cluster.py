@@ -1,0 +1,27 @@
+"""The embedded LocalCluster: worker processes start with the allocator and thread settings."""
+
+from __future__ import annotations
+
+import os
+
+from geoseg.allocator import ALLOCATOR_ENV
+from geoseg.cluster import dask_client, worker_environ
+from geoseg.config import ClusterConfig
+
+
+def _env() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in [*ALLOCATOR_ENV, "OMP_NUM_THREADS"]}
+
+
+def test_local_cluster_workers_get_allocator_and_thread_env():
+    cfg = ClusterConfig(workers=1, threads_per_worker=2, torch_threads=1)
+    with dask_client(cfg) as client:
+        envs = list(client.run(_env).values())
+        assert sum(client.nthreads().values()) == 2
+    assert len(envs) == 1
+    assert envs[0] == ALLOCATOR_ENV | {"OMP_NUM_THREADS": "1"}
+
+
+def test_allocator_tuning_can_be_turned_off():
+    env = worker_environ(ClusterConfig(allocator_tuning=False))
+    assert all(env.get(k) != v for k, v in ALLOCATOR_ENV.items())  # Dask's own defaults may remain

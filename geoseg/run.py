@@ -64,6 +64,13 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
     t_start = time.perf_counter()
     scene = open_scene(cfg.scene)
     meta, _ = read_checkpoint_meta(cfg.model)
+    if meta.task != "landcover":
+        raise ModelMismatchError(f"{cfg.model}: a {meta.task} model; geoseg run needs a landcover model")
+    overlap = meta.overlap if cfg.overlap is None else cfg.overlap
+    try:
+        check_overlap(overlap, cfg.tile)
+    except ValueError as exc:
+        raise ModelMismatchError(f"{cfg.model}: {exc}; choose --overlap") from None
     bands = select_bands(scene, meta, cfg.bands)
     check_value_range(scene, meta, bands)
     work, notice = work_grid(scene, meta, cfg.resample)
@@ -75,11 +82,6 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
         notify(f"{cfg.out}: already complete for these inputs; nothing to do (--overwrite to redo)")
         return RunSummary(out=cfg.out, skipped=True)
 
-    overlap = meta.overlap if cfg.overlap is None else cfg.overlap
-    try:
-        check_overlap(overlap, cfg.tile)
-    except ValueError as exc:
-        raise ModelMismatchError(f"{cfg.model}: {exc}; choose --overlap") from None
     plan = make_plan(scene, bands, work, cfg.tile, overlap, cfg.batch, cfg.block)
     class_ids = tuple(c.id for c in meta.classes)
     names = {c.id: c.name for c in meta.classes}
@@ -95,7 +97,7 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
     with staging_dir(cfg.out) as stage:
         writer = BlockCOGWriter(
             stage / LANDCOVER_TIF,
-            crs=scene.geobox.crs.to_wkt(),
+            crs=crs_wkt,
             transform=scene.geobox.affine,
             width=w,
             height=h,
@@ -136,7 +138,7 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
         item = build_run_item(
             item_id=f"{scene.path.stem}-landcover",
             scene_path=scene.path,
-            scene_crs=scene.geobox.crs.to_wkt(),
+            scene_crs=crs_wkt,
             scene_bounds=tuple(scene.geobox.extent.boundingbox),
             scene_shape=scene.shape,
             scene_transform=scene.geobox.affine,

@@ -80,3 +80,18 @@ def test_bundled_landcover_model_metadata():
     assert meta.training_data_sha256 and meta.metrics["val_miou"] > 0.3
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
     assert LANDCOVER_MODEL.stat().st_size < 15 * 2**20
+
+
+def test_run_refuses_a_checkpoint_of_another_task(tmp_path):
+    from geoseg.config import RunConfig
+    from geoseg.errors import ModelMismatchError
+    from geoseg.run import run_scene
+
+    from .conftest import KAMPALA
+
+    meta = tiny_meta(task="buildings")
+    model = build_model(meta.arch, meta.encoder, meta.in_channels, 2, **meta.arch_kwargs)
+    path = save_checkpoint(model, meta, tmp_path / "buildings.pt")
+    with pytest.raises(ModelMismatchError, match="a buildings model"):
+        run_scene(RunConfig(scene=KAMPALA, out=tmp_path / "out", model=path, progress=False))
+    assert not (tmp_path / "out").exists()

@@ -39,7 +39,7 @@ def run(
     model: Annotated[Path, typer.Option(help="checkpoint (.pt)")] = DEFAULT_LANDCOVER_MODEL,
     tile: Annotated[int, typer.Option(help="tile size in pixels (multiple of 32)")] = 512,
     overlap: Annotated[
-        int | None, typer.Option(help="overlap between tiles in pixels [default: the model's]")
+        int | None, typer.Option(help="tile overlap in pixels (default: the model's recommended one)")
     ] = None,
     batch: Annotated[int, typer.Option(help="tiles per forward pass")] = 8,
     block: Annotated[int, typer.Option(help="output block size in pixels (multiple of 512)")] = 1024,

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from affine import Affine
@@ -110,7 +110,7 @@ class BatchResult:
     probs: dict[int, np.ndarray | None]
     read_s: float
     predict_s: float  # the model's forward passes only
-    task_predict_s: float  # includes preparing the batch and waiting for the worker's model lock
+    task_predict_s: float  # also preparing the batch and queueing for the worker's inference thread
 
 
 @dataclass
@@ -151,7 +151,6 @@ def stitch_block(
     grid: TileGrid,
     blend: str,
     scene: Scene,
-    bands: list[int],
     work: GeoBox | None,
     class_ids: tuple[int, ...],
     *batches: BatchResult,
@@ -171,7 +170,7 @@ def stitch_block(
     if work is not None:
         probs, covered = _to_scene_grid(probs, covered, work_window, work, plan_block, scene)
     labels = np.asarray(class_ids, np.uint8)[probs.argmax(0)]
-    valid = covered & read_valid_mask(scene.path, plan_block, bands)
+    valid = covered & read_valid_mask(scene.path, plan_block)
     labels[~valid] = NODATA
     t1 = time.perf_counter()
     sh, sw = scene.shape
@@ -221,12 +220,12 @@ def _interp_axis(a: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
 class Timings:
     read_s: float = 0.0
     predict_s: float = 0.0
+    predict_task_s: float = 0.0
     stitch_s: float = 0.0
     vectorize_s: float = 0.0
     write_s: float = 0.0
     tiles_predicted: int = 0
     tiles_skipped: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def execute(
@@ -277,7 +276,6 @@ def execute(
             plan.grid,
             blend,
             plan.scene,
-            plan.bands,
             plan.work,
             model.class_ids,
             *deps,
@@ -297,6 +295,7 @@ def execute(
         if what == "batch":
             timings.read_s += result.read_s
             timings.predict_s += result.predict_s
+            timings.predict_task_s += result.task_predict_s
             n_pred = sum(p is not None for p in result.probs.values())
             timings.tiles_predicted += n_pred
             timings.tiles_skipped += len(result.probs) - n_pred

@@ -106,7 +106,7 @@ def read_window(
     with rasterio.open(path) as src:
         if work_geobox is None:
             data = src.read(bands, window=rio_window)
-            valid = _valid_mask(src, bands, rio_window)
+            valid = _valid_mask(src, rio_window)
         else:
             with WarpedVRT(
                 src,
@@ -117,16 +117,16 @@ def read_window(
                 resampling=Resampling.average,
             ) as vrt:
                 data = vrt.read(bands, window=rio_window)
-                valid = _valid_mask(vrt, bands, rio_window)
+                valid = _valid_mask(vrt, rio_window)
     return data, valid
 
 
-def read_valid_mask(path: str | os.PathLike[str], window: Window, bands: list[int]) -> np.ndarray:
+def read_valid_mask(path: str | os.PathLike[str], window: Window) -> np.ndarray:
     """Validity mask of ``window`` on the scene grid (nodata, alpha or internal masks)."""
     with rasterio.open(path) as src:
-        return _valid_mask(src, bands, window_to_rio(window))
+        return _valid_mask(src, window_to_rio(window))
 
 
-def _valid_mask(src, bands: list[int], window: RioWindow) -> np.ndarray:
+def _valid_mask(src, window: RioWindow) -> np.ndarray:
     """GDAL's dataset mask: a pixel is nodata only where every band is nodata (or alpha/mask says so)."""
     return src.dataset_mask(window=window) > 0

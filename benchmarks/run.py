@@ -268,21 +268,28 @@ def allocator_label(tuned: bool) -> str:
     return "tuned" if tuned else "default"
 
 
-def run_model_only(cfg: BenchConfig, model: Path, scene: Path, tuned: bool, work: Path) -> SideRun:
-    out = work / f"model_only_{allocator_label(tuned)}.json"
-    cmd = [
-        sys.executable,
-        str(ROOT / "benchmarks" / "model_only.py"),
+def model_args(cfg: BenchConfig, model: Path) -> list[str]:
+    """The model, tile, overlap and batch options every side gets, identically."""
+    return [
         "--model",
         str(model),
-        "--scene",
-        str(scene),
         "--tile",
         str(cfg.tile),
         "--overlap",
         str(cfg.overlap),
         "--batch",
         str(cfg.batch),
+    ]
+
+
+def run_model_only(cfg: BenchConfig, model: Path, scene: Path, tuned: bool, work: Path) -> SideRun:
+    out = work / f"model_only_{allocator_label(tuned)}.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "model_only.py"),
+        "--scene",
+        str(scene),
+        *model_args(cfg, model),
         "--batches",
         str(cfg.model_batches),
         "--warmup",
@@ -307,14 +314,7 @@ def run_geoseg(cfg: BenchConfig, model: Path, scene: Path, out: Path) -> SideRun
         str(scene),
         "--out",
         str(out),
-        "--model",
-        str(model),
-        "--tile",
-        str(cfg.tile),
-        "--overlap",
-        str(cfg.overlap),
-        "--batch",
-        str(cfg.batch),
+        *model_args(cfg, model),
         "--workers",
         str(cfg.workers),
         "--threads-per-worker",
@@ -348,14 +348,7 @@ def run_naive(cfg: BenchConfig, model: Path, scene: Path, out: Path, tuned: bool
         str(ROOT / "benchmarks" / "naive.py"),
         str(scene),
         str(out),
-        "--model",
-        str(model),
-        "--tile",
-        str(cfg.tile),
-        "--overlap",
-        str(cfg.overlap),
-        "--batch",
-        str(cfg.batch),
+        *model_args(cfg, model),
         "--torch-threads",
         str(cfg.torch_threads),
         "--json",

@@ -116,7 +116,7 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
             nonlocal n_polygons
             if polys or n_polygons == 0:
                 frame = polygons_to_frame(polys, names, crs_wkt)
-                write_layer(frame, gpkg, "landcover", append=gpkg.exists() and n_polygons > 0)
+                write_layer(frame, gpkg, "landcover", append=n_polygons > 0)
                 n_polygons += len(frame)
 
         def on_block(res: BlockResult) -> None:

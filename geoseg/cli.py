@@ -113,6 +113,179 @@ def workflow(
         _fail(str(exc))
 
 
+def _split(values: list[str] | None) -> list[str]:
+    """Repeatable options that also accept comma-separated values."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def _config_error(exc: ValidationError) -> NoReturn:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"])
+    _fail(f"invalid option {loc}: {err['msg']}" if loc else f"invalid options: {err['msg']}")
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="run folder (config, metrics, checkpoints)")],
+    task: Annotated[str, typer.Option(help="landcover or buildings")] = "landcover",
+    images: Annotated[list[Path] | None, typer.Option(help="training GeoTIFF(s), repeatable")] = None,
+    labels: Annotated[
+        list[Path] | None,
+        typer.Option(help="label polygons (GeoPackage/GeoJSON) or rasters, per image or one"),
+    ] = None,
+    val_images: Annotated[list[Path] | None, typer.Option(help="held-out validation GeoTIFF(s)")] = None,
+    val_labels: Annotated[list[Path] | None, typer.Option(help="labels of --val-images")] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="without --val-images: trailing strip of each scene held out")
+    ] = 0.2,
+    chips: Annotated[
+        Path | None, typer.Option(help="folder of images/ + masks/ chip pairs (no georef)")
+    ] = None,
+    colors: Annotated[Path | None, typer.Option(help="YAML colour-to-class table for --chips masks")] = None,
+    val_chips: Annotated[str | None, typer.Option(help="chip sub-folder held out for validation")] = None,
+    classes: Annotated[str | None, typer.Option(help="class names in id order, e.g. forest,water")] = None,
+    class_field: Annotated[str | None, typer.Option(help="label attribute holding class name or id")] = None,
+    bands: Annotated[str | None, typer.Option(help="band names to record, e.g. red,green,blue,nir")] = None,
+    arch: Annotated[str, typer.Option(help="architecture (geoseg models)")] = "unet",
+    encoder: Annotated[str, typer.Option(help="smp encoder name")] = "mobilenet_v2",
+    encoder_depth: Annotated[int | None, typer.Option(help="encoder stages (unets: 3)")] = None,
+    encoder_weights: Annotated[Path | None, typer.Option(help="local encoder weight file (.pth)")] = None,
+    epochs: Annotated[int, typer.Option(help="epochs")] = 10,
+    steps_per_epoch: Annotated[int, typer.Option(help="optimizer steps per epoch")] = 50,
+    batch: Annotated[int, typer.Option(help="windows per step")] = 8,
+    size: Annotated[int, typer.Option(help="training window in pixels")] = 256,
+    lr: Annotated[float, typer.Option(help="peak learning rate (warm-up, then cosine decay)")] = 2e-3,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    sampler: Annotated[str, typer.Option(help="random or grid windows")] = "random",
+    gsd: Annotated[float | None, typer.Option(help="resample imagery to this GSD in metres")] = None,
+    overlap: Annotated[int, typer.Option(help="tile overlap recorded for geoseg run")] = 128,
+    threads: Annotated[int | None, typer.Option(help="torch threads")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
+) -> None:
+    """Train a model; rerunning the same command resumes after the last finished epoch."""
+    from geoseg.train.config import TrainConfig
+    from geoseg.train.job import train_model
+
+    try:
+        cfg = TrainConfig(
+            task=task,
+            out=out,
+            images=images or [],
+            labels=labels or [],
+            val_images=val_images or [],
+            val_labels=val_labels or [],
+            val_fraction=val_fraction,
+            chips=chips,
+            colors=colors,
+            val_chips=val_chips,
+            classes=_split([classes]) if classes else None,
+            class_field=class_field,
+            bands=_split([bands]) if bands else None,
+            arch=arch.lower(),
+            encoder=encoder,
+            encoder_depth=encoder_depth,
+            encoder_weights=encoder_weights,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            batch=batch,
+            size=size,
+            lr=lr,
+            seed=seed,
+            sampler=sampler,
+            gsd_m=gsd,
+            overlap=overlap,
+            threads=threads,
+        )
+    except ValidationError as exc:
+        _config_error(exc)
+    try:
+        result = train_model(cfg, overwrite=overwrite, notify=lambda m: typer.echo(m, err=True))
+    except GeosegError as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # smp rejects an encoder/architecture combination
+        _fail(f"{cfg.arch}/{cfg.encoder}: {exc}")
+    state = "already complete" if result.complete_before else "done"
+    typer.echo(
+        f"{result.run.root}: {state}; best {result.score_name} {result.best_score:.3f} "
+        f"at epoch {result.best_epoch} -> {result.run.best}"
+    )
+
+
+def _parse_bounds(value: str | None) -> tuple[float, float, float, float] | None:
+    if value is None:
+        return None
+    try:
+        b = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        b = ()
+    if len(b) != 4 or b[0] >= b[2] or b[1] >= b[3]:
+        _fail(f"--bounds must be xmin,ymin,xmax,ymax in the image CRS, got {value!r}")
+    return b  # type: ignore[return-value]
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option(help="checkpoint (.pt) or baseline:landcover / baseline:buildings")],
+    images: Annotated[list[Path] | None, typer.Option(help="GeoTIFF(s) to score, repeatable")] = None,
+    labels: Annotated[
+        list[Path] | None, typer.Option(help="label polygons or rasters, per image or one")
+    ] = None,
+    class_field: Annotated[str | None, typer.Option(help="label attribute holding class name or id")] = None,
+    bounds: Annotated[str | None, typer.Option(help="score only xmin,ymin,xmax,ymax (image CRS)")] = None,
+    chips: Annotated[Path | None, typer.Option(help="image/mask chip folder instead of GeoTIFFs")] = None,
+    colors: Annotated[Path | None, typer.Option(help="colour table of the --chips masks")] = None,
+    subfolder: Annotated[str | None, typer.Option(help="only chips under this sub-folder name")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the scores as JSON")] = None,
+    batch: Annotated[int, typer.Option(help="tiles per forward pass")] = 8,
+    resample: Annotated[bool, typer.Option(help="resample scenes whose GSD differs from the model's")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
+) -> None:
+    """Score a model (or a classical baseline) against labels: IoU, F1, precision, recall, object F1."""
+    from geoseg.evaluate import Segmenter, evaluate_chips, evaluate_scenes
+
+    images, labels = images or [], labels or []
+    if bool(images) == bool(chips):
+        _fail("give either --images with --labels, or --chips with --colors")
+    if images and len(labels) not in (1, len(images)):
+        _fail(f"{len(images)} image(s) need 1 or {len(images)} --labels")
+    if chips and colors is None:
+        _fail("--chips needs --colors")
+    box = _parse_bounds(bounds)
+    notify = lambda m: typer.echo(m, err=True)  # noqa: E731
+    try:
+        seg = Segmenter(model, device=device, batch=batch, resample=resample)
+        if chips:
+            report = evaluate_chips(seg, chips, colors, subfolder, notify=notify)
+        else:
+            pairs = list(
+                zip(images, labels if len(labels) == len(images) else labels * len(images), strict=True)
+            )
+            report = evaluate_scenes(seg, pairs, class_field, box, notify=notify)
+    except GeosegError as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # unknown baseline name or device
+        _fail(str(exc))
+    typer.echo(report.table())
+    if out is not None:
+        report.write(out)
+        typer.echo(f"scores written to {out}")
+
+
+@app.command()
+def runs(root: Annotated[Path, typer.Argument(help="a run folder or a folder of run folders")]) -> None:
+    """List training runs with their progress and best validation score."""
+    from geoseg.train.tracking import list_runs
+
+    found = list_runs(root)
+    if not found:
+        _fail(f"{root}: no training runs found")
+    for r in found:
+        best = (
+            f"{r.score_name} {r.best_score:.3f} @ epoch {r.best_epoch}" if r.best_score is not None else "-"
+        )
+        typer.echo(f"{r.path}  {r.task:<9} {r.model:<24} epochs {r.epochs_done}/{r.epochs}  best {best}")
+
+
 @app.command()
 def models() -> None:
     """List the architectures geoseg can build and the bundled checkpoints."""

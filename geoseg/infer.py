@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from geoseg.models.checkpoint import Checkpoint, load_checkpoint
+from tiles import BlockAccumulator, TileGrid, Window, blend_weights
 
 PAD_MULTIPLE = 32
 
@@ -110,3 +112,32 @@ def shared_predictor(
     """Thread-safe access to ``get_predictor`` (two tasks must not load the same model twice)."""
     with _load_lock:
         return get_predictor(str(checkpoint_path), device, torch_threads)
+
+
+def predict_image(
+    predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    image: np.ndarray,
+    valid: np.ndarray,
+    n_classes: int,
+    tile: int,
+    overlap: int,
+    batch: int,
+    blend: str = "cosine",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blended class probabilities (K, H, W) of an in-memory (C, H, W) image, tile by tile.
+
+    ``predict`` maps raw (N, C, h, w) pixels and (N, h, w) validity to (N, K, h, w) probabilities
+    (``Predictor.predict``). Nodata-only tiles are skipped; returns the probabilities and the
+    (H, W) mask of pixels some predicted tile covered.
+    """
+    h, w = valid.shape
+    grid = TileGrid(h, w, tile, overlap)
+    acc = BlockAccumulator(Window(0, 0, h, w), n_classes)
+    todo = [i for i, win in enumerate(grid) if valid[win.slices()].any()]
+    for start in range(0, len(todo), batch):
+        wins = [grid[i] for i in todo[start : start + batch]]
+        data = np.stack([image[(slice(None), *win.slices())] for win in wins])
+        probs = predict(data, np.stack([valid[win.slices()] for win in wins]))
+        for win, p in zip(wins, probs, strict=True):
+            acc.add(win, p.astype(np.float32), blend_weights(win, h, w, grid.overlap, kind=blend))
+    return acc.result(fill=0.0), acc.covered

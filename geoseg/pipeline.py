@@ -168,7 +168,7 @@ def stitch_block(
     probs = acc.result(fill=0.0)
     covered = acc.covered
     if work is not None:
-        probs, covered = _to_scene_grid(probs, covered, work_window, work, plan_block, scene)
+        probs, covered = to_scene_grid(probs, covered, work_window, work, plan_block, scene)
     labels = np.asarray(class_ids, np.uint8)[probs.argmax(0)]
     valid = covered & read_valid_mask(scene.path, plan_block)
     labels[~valid] = NODATA
@@ -186,7 +186,7 @@ def stitch_block(
     return BlockResult(index, labels, polys, t1 - t0, time.perf_counter() - t1)
 
 
-def _to_scene_grid(
+def to_scene_grid(
     probs: np.ndarray, covered: np.ndarray, work_window: Window, work: GeoBox, block: Window, scene: Scene
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resample work-grid probabilities onto a scene block (bilinear; coverage by nearest).

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from odc.geo.geobox import GeoBox
 from PIL import Image
 
 from geoseg.errors import LabelError
@@ -18,11 +19,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 @dataclass
 class Chip:
-    """One image (H, W, C uint8) with its class-index mask (H, W uint8, 255 = ignore)."""
+    """One image (H, W, C) with its class-index mask (H, W uint8, 255 = ignore).
+
+    ``geobox`` places georeferenced chips (cut from GeoTIFF scenes) on the ground.
+    """
 
     image: np.ndarray
     mask: np.ndarray
     name: str
+    geobox: GeoBox | None = None
 
 
 def hex_to_rgb(color: str) -> tuple[int, int, int]:

@@ -216,7 +216,7 @@ def evaluate_scenes(
         }
         if seg.task == "buildings":
             b = seg.classes.index("building")
-            inst = label_instances((pred == b) & valid, scene.gsd_m)
+            inst = label_instances((pred == b) & valid, scene.gsd_m, split_touching=False)
             found = instance_polygons(inst, geobox.affine, scene.geobox.crs).geometry
             true_polys = truth_polygons(label_path, scene, region, truth, b)
             o = object_scores(list(found), list(true_polys))

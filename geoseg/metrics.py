@@ -1,8 +1,15 @@
-"""Segmentation metrics from a confusion matrix."""
+"""Segmentation metrics: per-pixel scores from a confusion matrix, and object (instance) scores."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+import shapely
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 
 def confusion_matrix(
@@ -34,4 +41,69 @@ def scores(cm: np.ndarray) -> dict[str, np.ndarray | float]:
         "f1": f1,
         "miou": float(np.nanmean(np.where(present, iou, np.nan))) if present.any() else float("nan"),
         "accuracy": float(tp.sum() / cm.sum()) if cm.sum() else float("nan"),
+    }
+
+
+def _geometries(geoms: Iterable[shapely.Geometry | None] | gpd.GeoSeries | gpd.GeoDataFrame) -> np.ndarray:
+    """Non-empty geometries as an array; invalid ones repaired with ``buffer(0)`` (as SpaceNet does)."""
+    geoms = getattr(geoms, "geometry", geoms)  # a GeoDataFrame counts as its geometry column
+    arr = np.asarray([g for g in geoms if g is not None and not g.is_empty], dtype=object)
+    if len(arr):
+        bad = ~shapely.is_valid(arr)
+        if bad.any():
+            arr[bad] = shapely.buffer(arr[bad], 0)
+    return arr
+
+
+def object_scores(
+    pred: Sequence[shapely.Geometry] | gpd.GeoSeries | gpd.GeoDataFrame,
+    truth: Sequence[shapely.Geometry] | gpd.GeoSeries | gpd.GeoDataFrame,
+    min_iou: float = 0.5,
+) -> dict[str, float | int]:
+    """SpaceNet object scores: one-to-one matching of predicted and true polygons (same CRS).
+
+    Candidate pairs are those that overlap with IoU >= ``min_iou``; they are matched greedily by descending
+    IoU (ties: later pred, then later truth first, as ``building_f1.py``), each polygon at most once. Empty
+    and missing geometries are ignored. Returns ``tp``, ``fp``, ``fn``, ``precision``, ``recall``, ``f1`` and
+    ``mean_iou_matched``. No NaN: a ratio with a zero denominator is 0.0, except that empty truth *and* empty
+    prediction give precision = recall = f1 = 1.0 (nothing to find, nothing wrongly found);
+    ``mean_iou_matched`` is 0.0 without matches.
+    """
+    pc, tc = getattr(pred, "crs", None), getattr(truth, "crs", None)
+    if pc is not None and tc is not None and not pc.equals(tc):
+        raise ValueError(f"pred and truth are in different CRSs ({pc} vs {tc}); reproject one first")
+    pg, tg = _geometries(pred), _geometries(truth)
+    matched: list[float] = []
+    if len(pg) and len(tg):
+        i, j = shapely.STRtree(tg).query(pg, predicate="intersects")
+        inter = shapely.area(shapely.intersection(pg[i], tg[j]))
+        pos = inter > 0
+        i, j, inter = i[pos], j[pos], inter[pos]
+        iou = inter / shapely.area(shapely.union(pg[i], tg[j]))
+        ok = iou >= min_iou
+        i, j, iou = i[ok], j[ok], iou[ok]
+        used_p: set[int] = set()
+        used_t: set[int] = set()
+        for k in np.lexsort((-j, -i, -iou)):
+            a, b = int(i[k]), int(j[k])
+            if a not in used_p and b not in used_t:
+                used_p.add(a)
+                used_t.add(b)
+                matched.append(float(iou[k]))
+    tp = len(matched)
+    fp, fn = len(pg) - tp, len(tg) - tp
+    if not len(pg) and not len(tg):
+        precision = recall = f1 = 1.0
+    else:
+        precision = tp / len(pg) if len(pg) else 0.0
+        recall = tp / len(tg) if len(tg) else 0.0
+        f1 = 2 * tp / (2 * tp + fp + fn)
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "mean_iou_matched": float(np.mean(matched)) if matched else 0.0,
     }

@@ -53,7 +53,7 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
-    """Segment SCENE into land-cover classes: landcover.tif, geoseg.gpkg and run.json in OUT."""
+    """Segment SCENE: landcover.tif (or buildings.tif for a building model), geoseg.gpkg and run.json in OUT."""
     from geoseg.run import run_scene
 
     try:
@@ -297,11 +297,12 @@ def models() -> None:
     for path in sorted(ckpt_dir.glob("*.pt")):
         meta, _ = read_checkpoint_meta(path)
         classes = ", ".join(c.name for c in meta.classes)
-        score = meta.metrics.get("val_miou")
+        key = "val_iou_building" if meta.task == "buildings" else "val_miou"
+        score = meta.metrics.get(key)
         typer.echo(
             f"{path.name}: {meta.task} {meta.arch}/{meta.encoder} bands={'/'.join(meta.bands)} "
             f"{meta.input_dtype} gsd={meta.gsd_m} m classes=[{classes}]"
-            + (f" val_mIoU={score:.3f}" if score is not None else "")
+            + (f" {key}={score:.3f}" if score is not None else "")
         )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from geoseg.engines import Engine, EngineName, make_engine
 from geoseg.models.checkpoint import Checkpoint, load_checkpoint
 from tiles import BlockAccumulator, TileGrid, Window, blend_weights
 
@@ -36,14 +37,19 @@ def resolve_device(device: str) -> torch.device:
 class Predictor:
     """Applies a checkpoint's model to uint8/float image batches."""
 
-    def __init__(self, checkpoint: Checkpoint, device: torch.device, amp: bool = False) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        device: torch.device,
+        amp: bool = False,
+        engine: EngineName | Engine = "torch",
+    ) -> None:
         self.checkpoint = checkpoint
         self.meta = checkpoint.meta
         self.device = device
         self.amp = amp and device.type == "cuda"
-        self.model = checkpoint.model.to(device)
-        if device.type == "cpu":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.engine = make_engine(engine, checkpoint, device, amp=amp) if isinstance(engine, str) else engine
+        self.model = checkpoint.model
         norm = self.meta.normalization
         self.mean = torch.tensor(norm.mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(norm.std, dtype=torch.float32).view(1, -1, 1, 1)
@@ -77,11 +83,7 @@ class Predictor:
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor, out_hw: tuple[int, int]) -> tuple[np.ndarray, float]:
         t0 = time.perf_counter()
-        x = x.to(self.device, non_blocking=True)
-        if self.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, enabled=self.amp):
-            logits = self.model(x)
+        logits = self.engine.run(x)
         probs = torch.softmax(logits[:, :, : out_hw[0], : out_hw[1]].float(), dim=1)
         out = probs.to(torch.float16).cpu().numpy()
         return out, time.perf_counter() - t0
@@ -95,23 +97,28 @@ class Predictor:
 
 
 @lru_cache(maxsize=4)
-def get_predictor(checkpoint_path: str, device: str = "auto", torch_threads: int = 0) -> Predictor:
-    """The worker-process-wide predictor for a checkpoint (loaded once per process)."""
+def get_predictor(
+    checkpoint_path: str, device: str = "auto", torch_threads: int = 0, engine: EngineName = "torch"
+) -> Predictor:
+    """The worker-process-wide predictor for a checkpoint and engine (loaded once per process)."""
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)
     dev = resolve_device(device)
-    return Predictor(load_checkpoint(checkpoint_path, device=dev), dev)
+    return Predictor(load_checkpoint(checkpoint_path, device=dev), dev, engine=engine)
 
 
 _load_lock = threading.Lock()
 
 
 def shared_predictor(
-    checkpoint_path: str | os.PathLike[str], device: str = "auto", torch_threads: int = 0
+    checkpoint_path: str | os.PathLike[str],
+    device: str = "auto",
+    torch_threads: int = 0,
+    engine: EngineName = "torch",
 ) -> Predictor:
     """Thread-safe access to ``get_predictor`` (two tasks must not load the same model twice)."""
     with _load_lock:
-        return get_predictor(str(checkpoint_path), device, torch_threads)
+        return get_predictor(str(checkpoint_path), device, torch_threads, engine)
 
 
 def predict_image(

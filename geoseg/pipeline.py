@@ -120,6 +120,7 @@ class BlockResult:
     polygons: BlockPolygons
     stitch_s: float
     vectorize_s: float
+    confidence: np.ndarray | None = None  # uint8: probability of the chosen class x 255
 
 
 def predict_batch(
@@ -153,6 +154,7 @@ def stitch_block(
     scene: Scene,
     work: GeoBox | None,
     class_ids: tuple[int, ...],
+    with_confidence: bool,
     *batches: BatchResult,
 ) -> BlockResult:
     """Worker task: blend the tiles touching a block, map to the scene grid, label and vectorize."""
@@ -169,9 +171,14 @@ def stitch_block(
     covered = acc.covered
     if work is not None:
         probs, covered = to_scene_grid(probs, covered, work_window, work, plan_block, scene)
-    labels = np.asarray(class_ids, np.uint8)[probs.argmax(0)]
+    best = probs.argmax(0)
+    labels = np.asarray(class_ids, np.uint8)[best]
     valid = covered & read_valid_mask(scene.path, plan_block)
     labels[~valid] = NODATA
+    confidence = None
+    if with_confidence:
+        top = np.take_along_axis(probs, best[None], axis=0)[0]
+        confidence = np.where(valid, np.rint(np.clip(top, 0, 1) * 255), 0).astype(np.uint8)
     t1 = time.perf_counter()
     sh, sw = scene.shape
     polys = vectorize_block(
@@ -183,7 +190,7 @@ def stitch_block(
         scene_height=sh,
         scene_width=sw,
     )
-    return BlockResult(index, labels, polys, t1 - t0, time.perf_counter() - t1)
+    return BlockResult(index, labels, polys, t1 - t0, time.perf_counter() - t1, confidence)
 
 
 def to_scene_grid(
@@ -236,8 +243,12 @@ def execute(
     on_block: Callable[[BlockResult], None],
     on_tiles: Callable[[int], None] = lambda n: None,
     max_blocks_in_flight: int | None = None,
+    with_confidence: bool = False,
 ) -> Timings:
-    """Run the plan's graph on ``client``; ``on_block`` receives finished blocks in completion order."""
+    """Run the plan's graph on ``client``; ``on_block`` receives finished blocks in completion order.
+
+    ``with_confidence`` adds each pixel's winning-class probability to the block results.
+    """
     run_id = uuid.uuid4().hex[:8]
     nthreads = sum(client.nthreads().values()) or 1
     limit = max_blocks_in_flight or max(4, 2 * nthreads)
@@ -278,6 +289,7 @@ def execute(
             plan.scene,
             plan.work,
             model.class_ids,
+            with_confidence,
             *deps,
             key=key,
             pure=False,

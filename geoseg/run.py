@@ -12,19 +12,22 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from geoseg.building_outputs import RASTER as BUILDINGS_TIF
+from geoseg.building_outputs import BuildingOutputs
 from geoseg.cluster import dask_client
 from geoseg.compat import check_value_range, select_bands, work_grid
 from geoseg.config import RunConfig, check_overlap
 from geoseg.errors import ModelMismatchError
 from geoseg.io.cog import BlockCOGWriter
-from geoseg.io.raster import open_scene
+from geoseg.io.raster import Scene, open_scene
 from geoseg.io.vector import write_layer, write_layer_styles
-from geoseg.models.checkpoint import file_sha256, read_checkpoint_meta
-from geoseg.pipeline import NODATA, BlockResult, ModelTask, execute, make_plan
+from geoseg.models.checkpoint import CheckpointMeta, file_sha256, read_checkpoint_meta
+from geoseg.pipeline import NODATA, BlockResult, ModelTask, Plan, execute, make_plan
 from geoseg.report import build_run_item, write_item
 from geoseg.rundir import RUN_FILE, check_output, staging_dir
 from geoseg.styles import categorized_polygon_qml
 from geoseg.vectorize import BlockPolygons, merge_seams, polygons_to_frame
+from tiles import Window
 
 log = logging.getLogger("geoseg")
 
@@ -64,8 +67,9 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
     t_start = time.perf_counter()
     scene = open_scene(cfg.scene)
     meta, _ = read_checkpoint_meta(cfg.model)
-    if meta.task != "landcover":
-        raise ModelMismatchError(f"{cfg.model}: a {meta.task} model; geoseg run needs a landcover model")
+    names = {c.id: c.name for c in meta.classes}
+    if meta.task == "buildings" and "building" not in names.values():
+        raise ModelMismatchError(f"{cfg.model}: a buildings model needs a class named 'building'")
     overlap = meta.overlap if cfg.overlap is None else cfg.overlap
     try:
         check_overlap(overlap, cfg.tile)
@@ -84,73 +88,57 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
 
     plan = make_plan(scene, bands, work, cfg.tile, overlap, cfg.batch, cfg.block)
     class_ids = tuple(c.id for c in meta.classes)
-    names = {c.id: c.name for c in meta.classes}
-    colors = {c.id: c.rgb for c in meta.classes}
     model = ModelTask(
         str(Path(cfg.model).resolve()), cfg.device, cfg.cluster.resolved_torch_threads(), class_ids
     )
-    h, w = scene.shape
     crs_wkt = scene.geobox.crs.to_wkt()
+    tags = {"GEOSEG_MODEL_SHA256": model_sha}
     seams: list[BlockPolygons] = []
-    n_polygons = 0
 
     with staging_dir(cfg.out) as stage:
-        writer = BlockCOGWriter(
-            stage / LANDCOVER_TIF,
-            crs=crs_wkt,
-            transform=scene.geobox.affine,
-            width=w,
-            height=h,
-            dtype="uint8",
-            nodata=NODATA,
-            colormap=colors,
-            class_names=names,
-            tags={"GEOSEG_MODEL_SHA256": model_sha},
-        )
+        gpkg = stage / GPKG
+        if meta.task == "buildings":
+            building_id = next(i for i, n in names.items() if n == "building")
+            sink: _Sink = _BuildingSink(BuildingOutputs(stage, gpkg, scene.geobox, building_id, tags), plan)
+        else:
+            sink = _LandcoverSink(stage, gpkg, scene, meta, tags)
         bar = tqdm(total=len(plan.grid), unit="tile", desc=scene.path.name, disable=not cfg.progress)
 
-        gpkg = stage / GPKG
-
-        def write_polygons(polys: list) -> None:
-            """Append polygons to the layer as they are final: memory holds only seam polygons."""
-            nonlocal n_polygons
-            if polys or n_polygons == 0:
-                frame = polygons_to_frame(polys, names, crs_wkt)
-                write_layer(frame, gpkg, "landcover", append=n_polygons > 0)
-                n_polygons += len(frame)
-
         def on_block(res: BlockResult) -> None:
-            b = plan.blocks[res.index]
-            writer.write(b.row_off, b.col_off, res.labels)
-            write_polygons(res.polygons.interior)
+            sink.add_block(plan.blocks[res.index], res)
             seams.append(replace(res.polygons, interior=[]))
 
-        with writer, dask_client(cfg.cluster) as client:
-            timings = execute(plan, client, model, cfg.blend, on_block, on_tiles=bar.update)
-        bar.close()
-        t_vec = time.perf_counter()
-        write_polygons(merge_seams(seams))
-        qml = categorized_polygon_qml("class_id", [(c.id, c.name, c.color) for c in meta.classes])
-        write_layer_styles(gpkg, "landcover", qml, "landcover")
-        timings.vectorize_s += time.perf_counter() - t_vec
+        try:
+            with dask_client(cfg.cluster) as client:
+                timings = execute(
+                    plan,
+                    client,
+                    model,
+                    cfg.blend,
+                    on_block,
+                    on_tiles=bar.update,
+                    with_confidence=sink.wants_confidence,
+                )
+            bar.close()
+            t_vec = time.perf_counter()
+            sink.add_polygons(merge_seams(seams))
+            timings.vectorize_s += time.perf_counter() - t_vec
+            t_write = time.perf_counter()
+            sink.finish()
+            timings.write_s += time.perf_counter() - t_write
+        except BaseException:
+            sink.abort()
+            raise
         finished = datetime.now(timezone.utc)
         total = time.perf_counter() - t_start
         item = build_run_item(
-            item_id=f"{scene.path.stem}-landcover",
+            item_id=f"{scene.path.stem}-{meta.task}",
             scene_path=scene.path,
             scene_crs=crs_wkt,
             scene_bounds=tuple(scene.geobox.extent.boundingbox),
             scene_shape=scene.shape,
             scene_transform=scene.geobox.affine,
-            assets={
-                "landcover": (
-                    f"./{LANDCOVER_TIF}",
-                    "image/tiff; application=geotiff; profile=cloud-optimized",
-                    ["data", "classification"],
-                    "Land-cover classes",
-                ),
-                "vectors": (f"./{GPKG}", "application/geopackage+sqlite3", ["data"], "Land-cover polygons"),
-            },
+            assets=sink.assets(),
             parameters=cfg.model_dump(mode="json", exclude={"overwrite", "progress"})
             | {
                 "bands": bands,
@@ -169,7 +157,105 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
         skipped=False,
         tiles=len(plan.grid),
         tiles_skipped=timings.tiles_skipped,
-        polygons=n_polygons,
+        polygons=sink.polygons,
         seconds=total,
         notice=notice,
     )
+
+
+GPKG_MEDIA = "application/geopackage+sqlite3"
+COG_MEDIA = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+class _Sink:
+    """Where a run's finished blocks and polygons go (one kind per model task)."""
+
+    wants_confidence = False
+    polygons = 0
+
+    def add_block(self, block: Window, res: BlockResult) -> None: ...
+    def add_polygons(self, polys: list) -> None: ...
+    def finish(self) -> None: ...
+    def abort(self) -> None: ...
+    def assets(self) -> dict: ...
+
+
+class _LandcoverSink(_Sink):
+    """landcover.tif (class ids, colour table) + the ``landcover`` layer with every class's polygons."""
+
+    def __init__(self, stage: Path, gpkg: Path, scene: Scene, meta: CheckpointMeta, tags: dict) -> None:
+        h, w = scene.shape
+        self.gpkg = gpkg
+        self.meta = meta
+        self.crs_wkt = scene.geobox.crs.to_wkt()
+        self.names = {c.id: c.name for c in meta.classes}
+        self.writer = BlockCOGWriter(
+            stage / LANDCOVER_TIF,
+            crs=self.crs_wkt,
+            transform=scene.geobox.affine,
+            width=w,
+            height=h,
+            dtype="uint8",
+            nodata=NODATA,
+            colormap={c.id: c.rgb for c in meta.classes},
+            class_names=self.names,
+            tags=tags,
+        )
+
+    def add_block(self, block: Window, res: BlockResult) -> None:
+        self.writer.write(block.row_off, block.col_off, res.labels)
+        self.add_polygons(res.polygons.interior)
+
+    def add_polygons(self, polys: list) -> None:
+        """Append polygons to the layer as they are final: memory holds only seam polygons."""
+        if polys or self.polygons == 0:
+            frame = polygons_to_frame(polys, self.names, self.crs_wkt)
+            write_layer(frame, self.gpkg, "landcover", append=self.polygons > 0)
+            self.polygons += len(frame)
+
+    def finish(self) -> None:
+        self.writer.close()
+        qml = categorized_polygon_qml("class_id", [(c.id, c.name, c.color) for c in self.meta.classes])
+        write_layer_styles(self.gpkg, "landcover", qml, "landcover")
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+    def assets(self) -> dict:
+        return {
+            "landcover": (f"./{LANDCOVER_TIF}", COG_MEDIA, ["data", "classification"], "Land-cover classes"),
+            "vectors": (f"./{GPKG}", GPKG_MEDIA, ["data"], "Land-cover polygons"),
+        }
+
+
+class _BuildingSink(_Sink):
+    """buildings.tif (building ids) + the ``buildings`` layer (id, score, area_m2)."""
+
+    wants_confidence = True
+
+    def __init__(self, outputs: BuildingOutputs, plan: Plan) -> None:
+        self.outputs = outputs
+        self.plan = plan
+
+    def add_block(self, block: Window, res: BlockResult) -> None:
+        self.outputs.add_confidence(block, res.confidence)
+        self.outputs.add_polygons(res.polygons.interior, block)
+
+    def add_polygons(self, polys: list) -> None:
+        self.outputs.add_polygons(polys)
+
+    @property
+    def polygons(self) -> int:  # type: ignore[override]
+        return self.outputs.count
+
+    def finish(self) -> None:
+        self.outputs.finish(self.plan.blocks)
+
+    def abort(self) -> None:
+        self.outputs.abort()
+
+    def assets(self) -> dict:
+        return {
+            "buildings": (f"./{BUILDINGS_TIF}", COG_MEDIA, ["data"], "Building ids (0 = none)"),
+            "vectors": (f"./{GPKG}", GPKG_MEDIA, ["data"], "Building footprints"),
+        }

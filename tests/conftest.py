@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ S2_LULC = SAMPLES / "eolearn_lulc.gpkg"
 ALBERS_INT16 = SAMPLES / "landsat_albers_customproj.tif"
 DUBAI = ROOT / "data" / "training" / "dubai_aerial"
 LANDCOVER_MODEL = ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt"
+BUILDINGS_MODEL = ROOT / "geoseg" / "checkpoints" / "buildings_rgb.pt"
 
 
 def crop_geotiff(
@@ -79,3 +82,23 @@ def dask_cluster():
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+needs_qgis = pytest.mark.skipif(
+    not Path("/usr/bin/qgis").exists(), reason="QGIS (Debian qgis + python3-qgis) not installed"
+)
+
+
+def open_in_qgis(out: Path, tmp_path: Path) -> tuple[list[dict], Path]:
+    """Open every output of ``out`` in headless QGIS; one info dict per layer and a rendered PNG."""
+    png = tmp_path / "render.png"
+    env = os.environ | {"QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": str(tmp_path)}
+    res = subprocess.run(
+        ["/usr/bin/python3", str(Path(__file__).parent / "qgis_open.py"), str(out), str(png)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")], png

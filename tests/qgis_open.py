@@ -34,19 +34,23 @@ for tif in sorted(out.glob("*.tif")):
     ok &= info["valid"] and info["crs"]
     layers.append(lyr)
     print(json.dumps(info))
-vec = QgsVectorLayer(f"{out / 'geoseg.gpkg'}|layername=landcover", "landcover", "ogr")
-_, styled = vec.loadDefaultStyle()
-info = {
-    "layer": "landcover",
-    "valid": vec.isValid(),
-    "crs": vec.crs().isValid(),
-    "styled": styled,
-    "features": vec.featureCount(),
-    "renderer": vec.renderer().type() if vec.renderer() else None,
-}
-ok &= info["valid"] and info["crs"] and styled
-print(json.dumps(info))
-layers.insert(0, vec)
+gpkg = out / "geoseg.gpkg"
+whole = QgsVectorLayer(str(gpkg), "all", "ogr")
+names = [sub.split("!!::!!")[1] for sub in whole.dataProvider().subLayers()]
+for name in [n for n in names if n != "layer_styles"]:
+    vec = QgsVectorLayer(f"{gpkg}|layername={name}", name, "ogr")
+    _, styled = vec.loadDefaultStyle()
+    info = {
+        "layer": name,
+        "valid": vec.isValid(),
+        "crs": vec.crs().isValid(),
+        "styled": styled,
+        "features": vec.featureCount(),
+        "renderer": vec.renderer().type() if vec.renderer() else None,
+    }
+    ok &= info["valid"] and info["crs"] and styled
+    print(json.dumps(info))
+    layers.insert(0, vec)
 ms = QgsMapSettings()
 ms.setLayers(layers)
 ms.setDestinationCrs(vec.crs())

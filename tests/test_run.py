@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -25,7 +22,7 @@ from geoseg.io.raster import open_scene
 from geoseg.models.checkpoint import load_checkpoint
 from geoseg.run import run_scene
 
-from .conftest import KAMPALA, LANDCOVER_MODEL, LANDSAT_RGB
+from .conftest import KAMPALA, LANDCOVER_MODEL, LANDSAT_RGB, needs_qgis, open_in_qgis
 
 
 def config(scene, out, cluster, **kw) -> RunConfig:
@@ -156,23 +153,10 @@ def test_nodata_collar_is_nodata_and_empty_tiles_skipped(tmp_path, dask_cluster)
     assert scene.gsd_m == pytest.approx(300, rel=0.01)
 
 
-@pytest.mark.skipif(
-    not Path("/usr/bin/qgis").exists(), reason="QGIS (Debian qgis + python3-qgis) not installed"
-)
+@needs_qgis
 def test_outputs_open_styled_in_qgis(kampala_run, tmp_path):
     """A real GIS client: QGIS opens the COG (paletted) and the styled GeoPackage layer, and renders them."""
-    out, _ = kampala_run
-    png = tmp_path / "render.png"
-    env = os.environ | {"QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": str(tmp_path)}
-    res = subprocess.run(
-        ["/usr/bin/python3", str(Path(__file__).parent / "qgis_open.py"), str(out), str(png)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
-    infos = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    infos, png = open_in_qgis(kampala_run[0], tmp_path)
     raster = next(i for i in infos if i["layer"] == "landcover.tif")
     vector = next(i for i in infos if i["layer"] == "landcover")
     assert raster["renderer"] == "paletted"

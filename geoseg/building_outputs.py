@@ -1,0 +1,161 @@
+"""Outputs of a building model: one polygon per building and a raster of building ids, seam-free.
+
+A building is a 4-connected region of the ``building`` class in the stitched scene; polygons of
+buildings that cross output blocks are merged exactly (``merge_seams``) before they get an id, so
+ids never change at block edges. Regions smaller than ``min_area_m2`` are dropped.
+
+Streaming, in two passes over the output blocks:
+  1. as blocks finish, each block's winning-class probability goes to a temporary GeoTIFF and its
+     interior buildings get ids and a ``score`` (their mean building probability) and are
+     appended to the ``buildings`` layer; merged seam buildings follow at the end.
+  2. every block of ``buildings.tif`` is rasterized from the layer (read back by bounding box
+     through its spatial index).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import rasterio
+from odc.geo.geobox import GeoBox
+from rasterio.features import rasterize
+
+from geoseg.io.cog import BlockCOGWriter
+from geoseg.io.raster import window_to_rio
+from geoseg.io.vector import write_layer, write_layer_styles
+from geoseg.styles import outline_polygon_qml
+from geoseg.vectorize import Polys, polygons_to_frame
+from tiles import Window, window_from_bounds
+
+LAYER = "buildings"
+RASTER = "buildings.tif"
+MIN_AREA_M2 = 4.0
+
+
+class BuildingOutputs:
+    """Collects building polygons block by block, then writes ``buildings.tif`` and the scores."""
+
+    def __init__(self, stage: Path, gpkg: Path, geobox: GeoBox, building_class: int, tags: dict) -> None:
+        self.gpkg = gpkg
+        self.geobox = geobox
+        self.building_class = building_class
+        self.crs_wkt = geobox.crs.to_wkt()
+        self.tags = tags
+        self.raster = stage / RASTER
+        self.count = 0
+        self._confidence_path = stage / ".confidence.tif"
+        h, w = int(geobox.shape.y), int(geobox.shape.x)
+        self._confidence = rasterio.open(
+            self._confidence_path,
+            "w+",
+            driver="GTiff",
+            width=w,
+            height=h,
+            count=1,
+            dtype="uint8",
+            crs=self.crs_wkt,
+            transform=geobox.affine,
+            tiled=True,
+            blockxsize=512,
+            blockysize=512,
+            compress="deflate",
+            zlevel=1,
+            SPARSE_OK=True,
+        )
+
+    def add_confidence(self, block: Window, confidence: np.ndarray) -> None:
+        self._confidence.write(confidence, 1, window=window_to_rio(block))
+
+    def add_polygons(self, polys: Polys, window: Window | None = None) -> None:
+        """Give final building polygons ids and scores and append them to the layer.
+
+        Other classes are skipped. ``window`` covers all the polygons (a block); without it each
+        polygon's score is read over its own bounding window.
+        """
+        frame = polygons_to_frame([p for p in polys if p[1] == self.building_class], {}, self.crs_wkt)
+        frame = frame[frame["area_m2"] >= MIN_AREA_M2]
+        if frame.empty and self.count:
+            return
+        geoms = frame.geometry.to_numpy()
+        if window is not None:
+            scores = self._mean_confidence(geoms, window)
+        else:
+            scores = np.concatenate(
+                [self._mean_confidence([g], self._bounds_window(g)) for g in geoms] or [np.zeros(0)]
+            )
+        out = gpd.GeoDataFrame(
+            {
+                "id": np.arange(self.count + 1, self.count + len(frame) + 1, dtype=np.int64),
+                "score": np.round(scores, 4),
+                "area_m2": frame["area_m2"].to_numpy(),
+            },
+            geometry=geoms,
+            crs=frame.crs,
+        )
+        write_layer(out, self.gpkg, LAYER, append=self.count > 0)
+        self.count += len(out)
+
+    def _bounds_window(self, geom) -> Window:
+        return window_from_bounds(geom.bounds, self.geobox.affine)
+
+    def _mean_confidence(self, geoms, window: Window) -> np.ndarray:
+        """Mean winning-class probability (0-1) inside each geometry, read over ``window``."""
+        if len(geoms) == 0:
+            return np.zeros(0)
+        ids = rasterize(
+            zip(geoms, range(1, len(geoms) + 1), strict=False),
+            out_shape=window.shape,
+            transform=window.transform(self.geobox.affine),
+            fill=0,
+            dtype="uint32",
+        )
+        conf = self._confidence.read(1, window=window_to_rio(window))
+        sums = np.bincount(ids.ravel(), weights=conf.ravel(), minlength=len(geoms) + 1)
+        counts = np.bincount(ids.ravel(), minlength=len(geoms) + 1)
+        return sums[1:] / np.maximum(counts[1:], 1) / 255.0
+
+    def finish(self, blocks: list[Window]) -> None:
+        """Rasterize the ids block by block into ``buildings.tif``."""
+        self._confidence.close()
+        self._confidence_path.unlink()
+        write_layer_styles(self.gpkg, LAYER, outline_polygon_qml("#E3342F"), LAYER)
+        h, w = int(self.geobox.shape.y), int(self.geobox.shape.x)
+        writer = BlockCOGWriter(
+            self.raster,
+            crs=self.crs_wkt,
+            transform=self.geobox.affine,
+            width=w,
+            height=h,
+            dtype="uint32",
+            nodata=0,
+            tags=self.tags,
+            overview_resampling="nearest",
+            band_description="building id",
+        )
+        with writer:
+            for block in blocks:
+                writer.write(block.row_off, block.col_off, self._block_ids(block))
+
+    def _block_ids(self, block: Window) -> np.ndarray:
+        transform = block.transform(self.geobox.affine)
+        bounds = block.bounds(self.geobox.affine)
+        if self.count == 0:
+            return np.zeros(block.shape, np.uint32)
+        found = pyogrio.read_dataframe(self.gpkg, layer=LAYER, bbox=bounds, columns=["id"])
+        if found.empty:
+            return np.zeros(block.shape, np.uint32)
+        return rasterize(
+            zip(found.geometry, found["id"].astype(int), strict=True),
+            out_shape=block.shape,
+            transform=transform,
+            fill=0,
+            dtype="uint32",
+        )
+
+    def abort(self) -> None:
+        if not self._confidence.closed:
+            self._confidence.close()
+        self._confidence_path.unlink(missing_ok=True)

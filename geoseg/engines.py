@@ -1,0 +1,209 @@
+"""Inference engines: what runs a checkpoint's model on a prepared batch.
+
+An engine maps a normalised, padded float32 NCHW batch (a CPU ``torch.Tensor``, as
+``Predictor.prepare`` makes it) to the model's logits as a ``torch.Tensor`` (N, K, H, W); the
+predictor crops, applies softmax and converts to float16 itself, so every engine's output goes
+through the same post-processing.
+
+- ``TorchEngine``: PyTorch, the reference (channels_last on CPU, ``inference_mode``, optional
+  autocast).
+- ``OnnxEngine``: the model exported once to ONNX (dynamic batch/height/width) and run by ONNX
+  Runtime's CPU execution provider. The ``.onnx`` file is cached under
+  ``$GEOSEG_CACHE_DIR/onnx`` (default ``~/.cache/geoseg/onnx``), keyed by the checkpoint's SHA-256.
+  Needs the optional ``onnxruntime`` package (``pip install onnxruntime``, or the ``onnx`` extra).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+
+import torch
+
+from geoseg.models.checkpoint import Checkpoint
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+EngineName = Literal["torch", "onnx"]
+ENGINES: tuple[str, ...] = get_args(EngineName)
+CACHE_ENV = "GEOSEG_CACHE_DIR"
+ONNX_OPSET = 17
+# Part of the cache key: bump when the export itself changes (opset, exporter options, I/O names).
+ONNX_EXPORT_VERSION = 1
+_INPUT, _OUTPUT = "image", "logits"
+
+
+class Engine(Protocol):
+    """Runs a model: float32 NCHW batch (CPU tensor) → logits (N, K, H, W) on ``device``."""
+
+    name: str
+    device: torch.device
+
+    def run(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchEngine:
+    """The PyTorch reference engine.
+
+    ``autocast_dtype`` (e.g. ``torch.float16`` on CUDA, ``torch.bfloat16`` on CPU) runs the model
+    under ``torch.autocast``; ``None`` runs it in float32.
+    """
+
+    name = "torch"
+
+    def __init__(
+        self, model: torch.nn.Module, device: torch.device, autocast_dtype: torch.dtype | None = None
+    ) -> None:
+        self.device = device
+        self.autocast_dtype = autocast_dtype
+        self.model = model.to(device).eval()
+        if device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        enabled = self.autocast_dtype is not None
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=enabled):
+            return self.model(x)
+
+
+def cache_dir() -> Path:
+    """``$GEOSEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/geoseg``, else ``~/.cache/geoseg``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "geoseg"
+
+
+def model_key(checkpoint: Checkpoint) -> str:
+    """The checkpoint file's SHA-256, or (for an in-memory checkpoint without one) that of its weights."""
+    if checkpoint.sha256:
+        return checkpoint.sha256
+    h = hashlib.sha256(repr((checkpoint.meta.arch, checkpoint.meta.encoder)).encode())
+    for k, v in sorted(checkpoint.model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def onnx_path(checkpoint: Checkpoint, cache: Path | None = None) -> Path:
+    """Where the checkpoint's ONNX export is cached."""
+    name = f"{model_key(checkpoint)}-opset{ONNX_OPSET}-v{ONNX_EXPORT_VERSION}.onnx"
+    return (cache or cache_dir()) / "onnx" / name
+
+
+def export_onnx(model: torch.nn.Module, in_channels: int, path: Path) -> Path:
+    """Export ``model`` (float32, CPU) to ``path`` atomically, dynamic in batch, height and width."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    example = torch.zeros(1, in_channels, 64, 64)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # The TorchScript-based exporter (dynamo=False) needs no onnxscript; torch warns that it is
+            # deprecated. It handles smp's encoders/decoders with dynamic spatial axes.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (example,),
+                tmp,
+                dynamo=False,
+                opset_version=ONNX_OPSET,
+                input_names=[_INPUT],
+                output_names=[_OUTPUT],
+                dynamic_axes={_INPUT: axes, _OUTPUT: axes},
+                do_constant_folding=True,
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError("the onnx engine needs onnxruntime: pip install onnxruntime") from None
+    return onnxruntime
+
+
+class OnnxEngine:
+    """ONNX Runtime (CPUExecutionProvider) running the checkpoint's model exported to ONNX.
+
+    The export happens once per checkpoint and is cached (``onnx_path``); ``exported`` says whether
+    this instance had to export it. ``threads`` is ONNX Runtime's intra-op thread count (0: torch's
+    current thread count); inter-op parallelism is off and graph optimisations are all on.
+    """
+
+    name = "onnx"
+
+    def __init__(self, checkpoint: Checkpoint, threads: int = 0, cache: Path | None = None) -> None:
+        ort = _import_onnxruntime()
+        self.device = torch.device("cpu")
+        self.threads = threads if threads > 0 else torch.get_num_threads()
+        self.path = onnx_path(checkpoint, cache)
+        self.exported = False
+        if not self.path.is_file():
+            self._export(checkpoint)
+        try:
+            self.session = self._session(ort)
+        except Exception:  # a damaged cache file (onnxruntime raises its own exception types)
+            if self.exported:
+                raise
+            self._export(checkpoint)
+            self.session = self._session(ort)
+
+    def _export(self, checkpoint: Checkpoint) -> None:
+        model = checkpoint.model
+        device = next(model.parameters()).device
+        export_onnx(model.to("cpu").eval(), checkpoint.meta.in_channels, self.path)
+        model.to(device)
+        self.exported = True
+
+    def _session(self, ort: Any) -> onnxruntime.InferenceSession:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        (logits,) = self.session.run([_OUTPUT], {_INPUT: arr})
+        return torch.from_numpy(logits)
+
+
+def make_engine(
+    name: EngineName,
+    checkpoint: Checkpoint,
+    device: torch.device,
+    threads: int = 0,
+    amp: bool = False,
+) -> Engine:
+    """The named engine for ``checkpoint`` on ``device``.
+
+    ``threads``: the onnx engine's intra-op threads (0: torch's thread count; torch's own count is
+    set by the caller, e.g. ``get_predictor``). ``amp``: float16 autocast, torch engine on CUDA only.
+    """
+    if name == "torch":
+        dtype = torch.float16 if amp and device.type == "cuda" else None
+        return TorchEngine(checkpoint.model, device, dtype)
+    if name == "onnx":
+        if device.type != "cpu":
+            raise ValueError(f"the onnx engine runs on CPU only (device {device}); use --engine torch")
+        return OnnxEngine(checkpoint, threads)
+    raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

@@ -1,0 +1,139 @@
+"""Inference engines: ONNX Runtime agrees with the torch reference on real imagery; the export is cached.
+
+Tolerance (onnx vs torch float32, bundled model, real Kampala tiles): max |Δp| < 1e-4 on float32
+softmax probabilities, < 1e-3 on the float16 probabilities ``Predictor.predict`` returns (float16
+spacing just below 1 is 4.9e-4), and >= 99.9 % of pixels with the same argmax class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.windows import Window
+
+from geoseg.engines import OnnxEngine, TorchEngine, make_engine, model_key, onnx_path
+from geoseg.infer import Predictor, shared_predictor
+from geoseg.models.checkpoint import load_checkpoint
+from tests.conftest import KAMPALA, LANDCOVER_MODEL, crop_geotiff
+
+pytest.importorskip("onnxruntime")
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory):
+    """A private GEOSEG_CACHE_DIR for the module (the model is exported once into it)."""
+    path = tmp_path_factory.mktemp("geoseg-cache")
+    old = os.environ.get("GEOSEG_CACHE_DIR")
+    os.environ["GEOSEG_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("GEOSEG_CACHE_DIR", None)
+    else:
+        os.environ["GEOSEG_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def kampala_batch() -> tuple[np.ndarray, np.ndarray]:
+    """Two real 288x320 Kampala windows (not multiples of 32: exercises padding and dynamic axes)."""
+    with rasterio.open(KAMPALA) as src:
+        data = np.stack([src.read(window=Window(c, r, 320, 288)) for r, c in [(300, 500), (1200, 1400)]])
+    return data, np.ones((2, 288, 320), bool)
+
+
+def float_probs(pred: Predictor, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        logits = pred.engine.run(pred.prepare(x, v))[:, :, : x.shape[-2], : x.shape[-1]]
+        return torch.softmax(logits.float(), dim=1).numpy()
+
+
+def test_onnx_predictions_match_torch_on_real_imagery(onnx_cache, kampala_batch):
+    x, v = kampala_batch
+    ref = Predictor(load_checkpoint(LANDCOVER_MODEL), CPU)
+    onnx = Predictor(load_checkpoint(LANDCOVER_MODEL), CPU, engine="onnx")
+    assert isinstance(ref.engine, TorchEngine) and isinstance(onnx.engine, OnnxEngine)
+    assert onnx.engine.path.parent == onnx_cache / "onnx"
+
+    p_ref, p = float_probs(ref, x, v), float_probs(onnx, x, v)
+    assert p.shape == (2, 5, 288, 320)
+    assert np.abs(p - p_ref).max() < 1e-4
+    agree = (p.argmax(1) == p_ref.argmax(1)).mean()
+    assert agree >= 0.999, agree
+
+    out_ref, out = ref.predict(x, v), onnx.predict(x, v)
+    assert out.dtype == np.float16 and out.shape == out_ref.shape
+    assert np.abs(out.astype(np.float32) - out_ref.astype(np.float32)).max() < 1e-3
+
+
+def test_onnx_export_is_cached_and_reused(tmp_path, kampala_batch):
+    ckpt = load_checkpoint(LANDCOVER_MODEL)
+    first = OnnxEngine(ckpt, threads=1, cache=tmp_path)
+    assert first.exported and first.path == onnx_path(ckpt, tmp_path)
+    assert first.path.name.startswith(ckpt.sha256) and first.threads == 1
+    mtime = first.path.stat().st_mtime_ns
+    assert [p.name for p in first.path.parent.iterdir()] == [first.path.name]  # no temp files left
+
+    second = OnnxEngine(load_checkpoint(LANDCOVER_MODEL), threads=1, cache=tmp_path)
+    assert not second.exported and second.path.stat().st_mtime_ns == mtime
+
+    x = torch.zeros(1, 3, 64, 96)
+    assert torch.equal(first.run(x), second.run(x))
+
+    first.path.write_bytes(b"not an onnx model")  # a damaged cache file is replaced
+    third = OnnxEngine(load_checkpoint(LANDCOVER_MODEL), threads=1, cache=tmp_path)
+    assert third.exported and torch.equal(third.run(x), first.run(x))
+
+
+def test_in_memory_checkpoint_is_keyed_by_its_weights():
+    ckpt = replace(load_checkpoint(LANDCOVER_MODEL), sha256="")
+    key = model_key(ckpt)
+    assert len(key) == 64 and key == model_key(ckpt)
+    with torch.no_grad():
+        next(ckpt.model.parameters()).add_(1.0)
+    assert model_key(ckpt) != key
+
+
+def test_engine_choice_errors(monkeypatch):
+    ckpt = load_checkpoint(LANDCOVER_MODEL)
+    with pytest.raises(ValueError, match="CPU only"):
+        make_engine("onnx", ckpt, torch.device("cuda"))
+    with pytest.raises(ValueError, match="unknown engine"):
+        make_engine("tensorrt", ckpt, CPU)  # type: ignore[arg-type]
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(ImportError, match="pip install onnxruntime"):
+        make_engine("onnx", ckpt, CPU)
+
+
+def test_shared_predictor_passes_the_engine_through(onnx_cache):
+    assert shared_predictor(LANDCOVER_MODEL, "cpu").engine.name == "torch"
+    predictor = shared_predictor(LANDCOVER_MODEL, "cpu", 0, "onnx")
+    assert predictor.engine.name == "onnx"
+    assert predictor is shared_predictor(LANDCOVER_MODEL, "cpu", 0, engine="onnx")
+
+
+def test_engines_benchmark_smoke(tmp_path, onnx_cache):
+    """The engines benchmark end to end on a tiny real crop (no timing assertions)."""
+    from benchmarks import engines as bench
+
+    scene = crop_geotiff(KAMPALA, tmp_path / "crop.tif", 300, 500, 160, 200)
+    md = tmp_path / "ENGINES.md"
+    results = bench.main(
+        ["--scene", str(scene), "--tile", "128", "--overlap", "16", "--batch", "2", "--repeats", "1",
+         "--warmup", "0", "--compile-timeout", "0", "--results", str(md), "--note", "test run"]
+    )  # fmt: skip
+    speed, agreement = results["engines"]["speed"], results["engines"]["agreement"]
+    assert set(speed) == set(agreement) == {"torch", "onnx", "torch_bf16"}
+    assert all(s["tiles_per_s"] > 0 for s in speed.values())
+    assert agreement["onnx"]["tiles"] == 4 and agreement["onnx"]["argmax_agreement"] >= 0.999
+    assert agreement["torch"]["max_abs_dp"] == 0.0
+    assert results["engines"]["env"]["MALLOC_MMAP_MAX_"] == "0"
+    text = md.read_text()
+    assert "python -m benchmarks.engines --scene" in text and "test run" in text and "| onnx |" in text
+    assert json.loads(md.with_suffix(".json").read_text())["compile"] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -53,7 +54,7 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
-    """Segment SCENE: landcover.tif (or buildings.tif for a building model), geoseg.gpkg and run.json in OUT."""
+    """Segment SCENE: landcover.tif (buildings.tif for building models), geoseg.gpkg, run.json in OUT."""
     from geoseg.run import run_scene
 
     try:
@@ -306,8 +307,15 @@ def models() -> None:
         )
 
 
+IN_PROCESS_MODEL_COMMANDS = {"train", "evaluate"}
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if len(sys.argv) > 1 and sys.argv[1] in IN_PROCESS_MODEL_COMMANDS:
+        from geoseg.allocator import reexec_with_allocator_env
+
+        reexec_with_allocator_env(sys.argv[1:])
     app()
 
 

@@ -141,14 +141,21 @@ class Segmenter:
         )
         return probs.argmax(0).astype(np.uint8)
 
+    def check_scene(self, scene: Scene) -> list[int]:
+        """The bands to feed the model; ``ModelMismatchError`` if the scene does not suit it."""
+        if self.baseline is not None:
+            return list(range(1, scene.count + 1))
+        bands = select_bands(scene, self.meta, None)
+        check_value_range(scene, self.meta, bands)
+        return bands
+
     def predict_region(self, scene: Scene, region: Window) -> tuple[np.ndarray, np.ndarray]:
         """Class indexes and validity of ``region`` of ``scene`` on the scene grid."""
         if self.baseline is not None:
             bands = list(range(1, scene.count + 1))
             image, valid = read_window(scene.path, region, bands)
             return self.predict_array(image, valid, default_band_names(scene), scene.gsd_m), valid
-        bands = select_bands(scene, self.meta, None)
-        check_value_range(scene, self.meta, bands)
+        bands = self.check_scene(scene)
         work, _ = work_grid(scene, self.meta, self.resample)
         _, valid = read_window(scene.path, region, bands)
         if work is None:
@@ -203,6 +210,7 @@ def evaluate_scenes(
     obj = {"tp": 0, "fp": 0, "fn": 0}
     for image_path, label_path in pairs:
         scene = open_scene(image_path)
+        seg.check_scene(scene)
         region = scene_region(scene, bounds)
         geobox = scene.geobox[region.slices()]
         truth = read_labels(label_path, geobox, seg.classes, class_field, background)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from .conftest import ALBERS_INT16, ATLANTA_PAN, LANDCOVER_MODEL
+from .conftest import ALBERS_INT16, ATLANTA_BUILDINGS, ATLANTA_PAN, LANDCOVER_MODEL
 
 
 def geoseg(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -76,3 +76,68 @@ def test_models_lists_bundled_checkpoint():
     res = geoseg("models")
     assert res.returncode == 0
     assert "landcover_rgb.pt" in res.stdout and "unet" in res.stdout
+
+
+def _empty(path):
+    path.write_text("")
+    return path
+
+
+def _far_labels(path):
+    import geopandas as gpd
+
+    frame = gpd.read_file(ATLANTA_BUILDINGS)
+    frame.set_geometry(frame.translate(0, 100_000)).to_file(path, engine="pyogrio")
+    return path
+
+
+@pytest.mark.parametrize(
+    "args, culprit, expected",
+    [
+        (lambda d: ["--labels", str(_far_labels(d / "far.geojson"))], "far.geojson", "overlaps the image"),
+        (
+            lambda d: ["--labels", str(_empty(d / "empty.geojson"))],
+            "empty.geojson",
+            "not a vector file",
+        ),
+        (lambda d: ["--labels", str(ATLANTA_BUILDINGS), "--encoder", "no_such_net"], "no_such_net", ""),
+    ],
+    ids=["labels-miss-image", "empty-labels", "unknown-encoder"],
+)
+def test_train_bad_input_is_one_line_and_writes_nothing(tmp_path, args, culprit, expected):
+    out = tmp_path / "run"
+    res = geoseg(
+        "train",
+        "--task",
+        "buildings",
+        "--images",
+        str(ATLANTA_PAN),
+        *args(tmp_path),
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "1",
+        "--out",
+        str(out),
+        timeout=120,
+    )
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and culprit in lines[0] and expected in lines[0]
+    assert not out.exists() or not any(p.suffix == ".pt" for p in out.iterdir())
+
+
+def test_evaluate_refuses_a_model_of_another_band_count():
+    res = geoseg(
+        "evaluate",
+        "--model",
+        str(LANDCOVER_MODEL),
+        "--images",
+        str(ATLANTA_PAN),
+        "--labels",
+        str(ATLANTA_BUILDINGS),
+        timeout=120,
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "1 band(s) but the model expects 3" in res.stderr

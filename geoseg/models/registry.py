@@ -31,10 +31,15 @@ def build_model(
         cls = ARCHITECTURES[arch.lower()]
     except KeyError:
         raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}") from None
-    return cls(
-        encoder_name=encoder,
-        encoder_weights=encoder_weights,
-        in_channels=in_channels,
-        classes=classes,
-        **kwargs,
-    )
+    try:
+        return cls(
+            encoder_name=encoder,
+            encoder_weights=encoder_weights,
+            in_channels=in_channels,
+            classes=classes,
+            **kwargs,
+        )
+    except KeyError:
+        raise ValueError(
+            f"unknown encoder {encoder!r} (smp.encoders.get_encoder_names() lists them)"
+        ) from None

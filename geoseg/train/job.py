@@ -83,6 +83,11 @@ def train_model(
 ) -> TrainResult:
     """Train (or resume, or skip a finished run) as ``cfg`` says; all input checks come first."""
     data = load_training_data(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    in_channels = data.train[0].image.shape[-1]
+    model = build_model(cfg.arch, cfg.encoder, in_channels, len(data.classes), **cfg.arch_kwargs())
     run = TrainRun(cfg.out)
     identity = {"config": cfg.comparable(), "data_sha256": data.sha256}
     record = {
@@ -111,11 +116,7 @@ def train_model(
     if state is not None:
         notify(f"resuming {cfg.out} after epoch {int(state['epoch'])}")
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     n_classes = len(data.classes)
-    model = build_model(cfg.arch, cfg.encoder, data.train[0].image.shape[-1], n_classes, **cfg.arch_kwargs())
     if cfg.encoder_weights is not None and state is None:
         load_encoder_weights(model, cfg.encoder_weights)
     model = model.to(memory_format=torch.channels_last)

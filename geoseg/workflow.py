@@ -38,7 +38,7 @@ class Workflow(BaseModel):
 
 
 def load_workflow(path: str | Path) -> tuple[Workflow, list[RunConfig]]:
-    """Parse ``path``; relative paths inside are relative to the file's folder."""
+    """Parse ``path``; relative out_root, scenes and parameters.model are relative to its folder."""
     path = Path(path)
     if not path.is_file():
         raise WorkflowError(f"{path}: no such workflow file")
@@ -53,6 +53,9 @@ def load_workflow(path: str | Path) -> tuple[Workflow, list[RunConfig]]:
         if key in raw:
             raw[key] = str(base / raw[key])
     raw["scenes"] = [str(base / s) for s in raw.get("scenes", [])]
+    params = raw.get("parameters")
+    if isinstance(params, dict) and isinstance(params.get("model"), str):
+        params["model"] = str(base / params["model"])
     try:
         wf = Workflow.model_validate(raw)
         return wf, wf.runs()

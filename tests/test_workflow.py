@@ -8,7 +8,7 @@ from geoseg.errors import GeosegError
 from geoseg.run import run_scene
 from geoseg.workflow import load_workflow
 
-from .conftest import LANDSAT_RGB
+from .conftest import LANDSAT_RGB, ROOT
 
 
 def test_workflow_runs_then_skips(tmp_path, dask_cluster):
@@ -41,3 +41,9 @@ def test_invalid_workflow_names_file_and_problem(tmp_path, text, message):
     with pytest.raises(GeosegError, match=message) as err:
         load_workflow(f)
     assert str(f) in str(err.value)
+
+
+def test_bundled_workflows_point_at_real_files():
+    for path in sorted((ROOT / "workflows").glob("*.yaml")):
+        _, runs = load_workflow(path)
+        assert runs and all(r.scene.is_file() and r.model.is_file() for r in runs), path

@@ -88,6 +88,8 @@ def train_model(
     torch.manual_seed(cfg.seed)
     in_channels = data.train[0].image.shape[-1]
     model = build_model(cfg.arch, cfg.encoder, in_channels, len(data.classes), **cfg.arch_kwargs())
+    if cfg.encoder_weights is not None:  # a resumed run overwrites them with its saved state
+        load_encoder_weights(model, cfg.encoder_weights)
     run = TrainRun(cfg.out)
     identity = {"config": cfg.comparable(), "data_sha256": data.sha256}
     record = {
@@ -117,8 +119,6 @@ def train_model(
         notify(f"resuming {cfg.out} after epoch {int(state['epoch'])}")
 
     n_classes = len(data.classes)
-    if cfg.encoder_weights is not None and state is None:
-        load_encoder_weights(model, cfg.encoder_weights)
     model = model.to(memory_format=torch.channels_last)
     mean, std = band_statistics(data.train)
     norm = Normalization(mean=mean, std=std)

@@ -47,6 +47,7 @@ def run(
     bands: Annotated[str | None, typer.Option(help="1-based bands to use, e.g. 1,2,3")] = None,
     resample: Annotated[bool, typer.Option(help="resample scenes whose GSD differs from the model's")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
+    engine: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime; CPU only)")] = "torch",
     workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
     threads_per_worker: Annotated[int, typer.Option(help="Dask threads per worker")] = 2,
     torch_threads: Annotated[int | None, typer.Option(help="torch threads per worker")] = None,
@@ -69,6 +70,7 @@ def run(
             bands=_parse_bands(bands),
             resample=resample,
             device=device,
+            engine=engine,
             overwrite=overwrite,
             progress=progress,
             cluster=ClusterConfig(

@@ -55,6 +55,9 @@ class RunConfig(BaseModel):
     bands: list[int] | None = Field(None, description="1-based band indexes to feed the model")
     resample: bool = Field(True, description="resample scenes whose GSD differs from the model's")
     device: str = "auto"
+    engine: Literal["torch", "onnx"] = Field(
+        "torch", description="inference engine: torch, or onnx (ONNX Runtime, CPU workers)"
+    )
     overwrite: bool = False
     progress: bool = True
     cluster: ClusterConfig = ClusterConfig()

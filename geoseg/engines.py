@@ -10,12 +10,13 @@ through the same post-processing.
 - ``OnnxEngine``: the model exported once to ONNX (dynamic batch/height/width) and run by ONNX
   Runtime's CPU execution provider. The ``.onnx`` file is cached under
   ``$GEOSEG_CACHE_DIR/onnx`` (default ``~/.cache/geoseg/onnx``), keyed by the checkpoint's SHA-256.
-  Needs the optional ``onnxruntime`` package (``pip install onnxruntime``, or the ``onnx`` extra).
+  Needs the optional ``onnxruntime`` package, and ``onnx`` to export (the ``geoseg[onnx]`` extra).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import tempfile
 import warnings
@@ -110,9 +111,9 @@ def export_onnx(model: torch.nn.Module, in_channels: int, path: Path) -> Path:
     axes = {0: "batch", 2: "height", 3: "width"}
     try:
         with warnings.catch_warnings(), torch.no_grad():
-            # The TorchScript-based exporter (dynamo=False) needs no onnxscript; torch warns that it is
-            # deprecated. It handles smp's encoders/decoders with dynamic spatial axes.
-            warnings.simplefilter("ignore")
+            # The TorchScript-based exporter (dynamo=False) needs no onnxscript and handles smp's
+            # models with dynamic spatial axes; torch says it is deprecated (DeprecationWarning).
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
                 model,
                 (example,),
@@ -132,12 +133,12 @@ def export_onnx(model: torch.nn.Module, in_channels: int, path: Path) -> Path:
     return path
 
 
-def _import_onnxruntime() -> Any:
+def _require(module: str) -> Any:
+    """Import an optional dependency of the onnx engine, with a one-line hint if it is missing."""
     try:
-        import onnxruntime
+        return importlib.import_module(module)
     except ImportError:
-        raise ImportError("the onnx engine needs onnxruntime: pip install onnxruntime") from None
-    return onnxruntime
+        raise ImportError(f"the onnx engine needs {module}: pip install {module} (or geoseg[onnx])") from None
 
 
 class OnnxEngine:
@@ -151,7 +152,7 @@ class OnnxEngine:
     name = "onnx"
 
     def __init__(self, checkpoint: Checkpoint, threads: int = 0, cache: Path | None = None) -> None:
-        ort = _import_onnxruntime()
+        ort = _require("onnxruntime")
         self.device = torch.device("cpu")
         self.threads = threads if threads > 0 else torch.get_num_threads()
         self.path = onnx_path(checkpoint, cache)
@@ -167,6 +168,7 @@ class OnnxEngine:
             self.session = self._session(ort)
 
     def _export(self, checkpoint: Checkpoint) -> None:
+        _require("onnx")  # torch's exporter serialises with it
         model = checkpoint.model
         device = next(model.parameters()).device
         export_onnx(model.to("cpu").eval(), checkpoint.meta.in_channels, self.path)

@@ -43,6 +43,7 @@ class ModelTask:
     device: str
     torch_threads: int
     class_ids: tuple[int, ...]
+    engine: str = "torch"
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def predict_batch(
     probs: dict[int, np.ndarray | None] = {i: None for i, _ in windows}
     model_s = 0.0
     if kept:
-        predictor = shared_predictor(model.checkpoint, model.device, model.torch_threads)
+        predictor = shared_predictor(model.checkpoint, model.device, model.torch_threads, model.engine)
         out, model_s = predictor.predict_timed(np.stack([k[1] for k in kept]), np.stack([k[2] for k in kept]))
         for (i, _, _), p in zip(kept, out, strict=True):
             probs[i] = p

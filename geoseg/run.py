@@ -89,7 +89,11 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
     plan = make_plan(scene, bands, work, cfg.tile, overlap, cfg.batch, cfg.block)
     class_ids = tuple(c.id for c in meta.classes)
     model = ModelTask(
-        str(Path(cfg.model).resolve()), cfg.device, cfg.cluster.resolved_torch_threads(), class_ids
+        str(Path(cfg.model).resolve()),
+        cfg.device,
+        cfg.cluster.resolved_torch_threads(),
+        class_ids,
+        cfg.engine,
     )
     crs_wkt = scene.geobox.crs.to_wkt()
     tags = {"GEOSEG_MODEL_SHA256": model_sha}

@@ -29,11 +29,13 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def onnx_cache(tmp_path_factory):
-    """A private GEOSEG_CACHE_DIR for the module (the model is exported once into it)."""
+    """A private GEOSEG_CACHE_DIR for the module, with the bundled model exported into it once."""
     path = tmp_path_factory.mktemp("geoseg-cache")
     old = os.environ.get("GEOSEG_CACHE_DIR")
     os.environ["GEOSEG_CACHE_DIR"] = str(path)
-    yield path
+    engine = OnnxEngine(load_checkpoint(LANDCOVER_MODEL), threads=1)
+    assert engine.exported and engine.path.parent == path / "onnx"
+    yield engine.path, engine.path.stat().st_mtime_ns
     if old is None:
         os.environ.pop("GEOSEG_CACHE_DIR", None)
     else:
@@ -59,7 +61,6 @@ def test_onnx_predictions_match_torch_on_real_imagery(onnx_cache, kampala_batch)
     ref = Predictor(load_checkpoint(LANDCOVER_MODEL), CPU)
     onnx = Predictor(load_checkpoint(LANDCOVER_MODEL), CPU, engine="onnx")
     assert isinstance(ref.engine, TorchEngine) and isinstance(onnx.engine, OnnxEngine)
-    assert onnx.engine.path.parent == onnx_cache / "onnx"
 
     p_ref, p = float_probs(ref, x, v), float_probs(onnx, x, v)
     assert p.shape == (2, 5, 288, 320)
@@ -72,23 +73,27 @@ def test_onnx_predictions_match_torch_on_real_imagery(onnx_cache, kampala_batch)
     assert np.abs(out.astype(np.float32) - out_ref.astype(np.float32)).max() < 1e-3
 
 
-def test_onnx_export_is_cached_and_reused(tmp_path, kampala_batch):
+def test_onnx_export_is_cached_and_reused(onnx_cache):
+    path, mtime = onnx_cache  # exported once by the fixture
     ckpt = load_checkpoint(LANDCOVER_MODEL)
-    first = OnnxEngine(ckpt, threads=1, cache=tmp_path)
-    assert first.exported and first.path == onnx_path(ckpt, tmp_path)
-    assert first.path.name.startswith(ckpt.sha256) and first.threads == 1
-    mtime = first.path.stat().st_mtime_ns
-    assert [p.name for p in first.path.parent.iterdir()] == [first.path.name]  # no temp files left
+    assert path == onnx_path(ckpt) and path.name.startswith(ckpt.sha256)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary files left behind
 
-    second = OnnxEngine(load_checkpoint(LANDCOVER_MODEL), threads=1, cache=tmp_path)
-    assert not second.exported and second.path.stat().st_mtime_ns == mtime
+    engine = OnnxEngine(ckpt, threads=1)
+    assert not engine.exported and engine.path == path and path.stat().st_mtime_ns == mtime
+    assert engine.threads == 1 and OnnxEngine(ckpt).threads == torch.get_num_threads()
 
+
+def test_damaged_cache_file_is_exported_again(onnx_cache, tmp_path):
+    path, _ = onnx_cache
+    ckpt = load_checkpoint(LANDCOVER_MODEL)
+    damaged = onnx_path(ckpt, tmp_path)
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not an onnx model")
+    engine = OnnxEngine(ckpt, threads=1, cache=tmp_path)
+    assert engine.exported and engine.path == damaged
     x = torch.zeros(1, 3, 64, 96)
-    assert torch.equal(first.run(x), second.run(x))
-
-    first.path.write_bytes(b"not an onnx model")  # a damaged cache file is replaced
-    third = OnnxEngine(load_checkpoint(LANDCOVER_MODEL), threads=1, cache=tmp_path)
-    assert third.exported and torch.equal(third.run(x), first.run(x))
+    assert torch.equal(engine.run(x), OnnxEngine(ckpt, threads=1).run(x))
 
 
 def test_in_memory_checkpoint_is_keyed_by_its_weights():
@@ -100,13 +105,16 @@ def test_in_memory_checkpoint_is_keyed_by_its_weights():
     assert model_key(ckpt) != key
 
 
-def test_engine_choice_errors(monkeypatch):
+def test_engine_choice_errors(monkeypatch, tmp_path):
     ckpt = load_checkpoint(LANDCOVER_MODEL)
     with pytest.raises(ValueError, match="CPU only"):
         make_engine("onnx", ckpt, torch.device("cuda"))
     with pytest.raises(ValueError, match="unknown engine"):
         make_engine("tensorrt", ckpt, CPU)  # type: ignore[arg-type]
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if it were not installed: needed to export
+    with pytest.raises(ImportError, match=r"pip install onnx \("):
+        OnnxEngine(ckpt, cache=tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ImportError, match="pip install onnxruntime"):
         make_engine("onnx", ckpt, CPU)
 
@@ -136,4 +144,4 @@ def test_engines_benchmark_smoke(tmp_path, onnx_cache):
     assert results["engines"]["env"]["MALLOC_MMAP_MAX_"] == "0"
     text = md.read_text()
     assert "python -m benchmarks.engines --scene" in text and "test run" in text and "| onnx |" in text
-    assert json.loads(md.with_suffix(".json").read_text())["compile"] is None
+    assert json.loads(md.with_suffix(".json").read_text())["engines"]["compile"] is None

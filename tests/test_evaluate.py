@@ -10,14 +10,22 @@ import geopandas as gpd
 import numpy as np
 import pytest
 
-from geoseg.errors import LabelError
+from geoseg.errors import LabelError, ModelMismatchError
 from geoseg.evaluate import Segmenter, evaluate_chips, evaluate_scenes
 from geoseg.io.raster import open_scene, read_window
 from geoseg.metrics import confusion_matrix, scores
 from geoseg.train.labels import read_labels
 from tiles import Window
 
-from .conftest import ATLANTA_BUILDINGS, ATLANTA_PAN, DUBAI, LANDCOVER_MODEL, S2_LULC, S2_SCENE
+from .conftest import (
+    ATLANTA_BUILDINGS,
+    ATLANTA_PAN,
+    DUBAI,
+    KAMPALA_BUILDINGS,
+    LANDCOVER_MODEL,
+    S2_LULC,
+    S2_SCENE,
+)
 from .test_train import few_chips
 
 QUIET = {"notify": lambda m: None}
@@ -84,9 +92,17 @@ def test_chip_evaluation_writes_json_matching_the_table(tmp_path):
     assert len(data["inputs"]) == 1
 
 
-def test_labels_with_classes_the_model_lacks_are_refused():
+def test_labels_with_classes_the_model_lacks_are_refused(tmp_path, kampala_crop):
+    labels = tmp_path / "pools.gpkg"
+    gpd.read_file(KAMPALA_BUILDINGS).assign(kind="swimming pool").to_file(labels, engine="pyogrio")
     seg = Segmenter(str(LANDCOVER_MODEL))
     with pytest.raises(LabelError, match="unknown class value"):
+        evaluate_scenes(seg, [(kampala_crop, labels)], class_field="kind", **QUIET)
+
+
+def test_a_model_of_another_band_count_is_refused():
+    seg = Segmenter(str(LANDCOVER_MODEL))
+    with pytest.raises(ModelMismatchError, match="13 band"):
         evaluate_scenes(seg, [(S2_SCENE, S2_LULC)], class_field="LULC_NAME", **QUIET)
 
 

@@ -180,3 +180,14 @@ def test_model_is_loaded_once_per_worker(kampala_run, dask_cluster):
     assert per_worker
     for misses, _hits in per_worker.values():
         assert misses == 1  # one load per worker process, reused by every later batch
+
+
+def test_onnx_engine_gives_the_same_map(kampala_run, tmp_path, dask_cluster):
+    out, _ = kampala_run
+    onnx_out = tmp_path / "onnx"
+    run_scene(config(KAMPALA, onnx_out, dask_cluster, engine="onnx"), notify=lambda m: None)
+    with rasterio.open(out / "landcover.tif") as a, rasterio.open(onnx_out / "landcover.tif") as b:
+        agree = (a.read(1) == b.read(1)).mean()
+    assert agree > 0.999
+    record = json.loads((onnx_out / "run.json").read_text())
+    assert record["properties"]["geoseg:parameters"]["engine"] == "onnx"

@@ -217,3 +217,18 @@ def test_labels_that_miss_the_image_fail_before_any_output(tmp_path):
     with pytest.raises(LabelError, match="overlaps the image"):
         train_model(pan_config(out, labels=[far]), **QUIET)
     assert not out.exists()
+
+
+def test_grid_sampler_visits_every_window_once_per_pass():
+    from geoseg.train.sampler import GridChipSampler
+
+    data = load_training_data(pan_config("unused"))
+    sampler = GridChipSampler(data.train, 256, seed=[0, 1], value_range=data.value_range)
+    n = len(sampler.windows)
+    assert n == 7 * 5  # 900 x 720 training strip, 256 windows at stride 128, last ones shifted inside
+    seen = [sampler._next_window()[1:3] for _ in range(n)]
+    assert sorted(seen) == sorted((r, c) for _, r, c, _, _ in sampler.windows)
+    x, y = GridChipSampler(data.train, 256, seed=[0, 1], value_range=data.value_range).batch(2)
+    assert x.shape == (2, 1, 256, 256) and y.shape == (2, 256, 256)
+    x2, _ = GridChipSampler(data.train, 256, seed=[0, 1], value_range=data.value_range).batch(2)
+    assert torch.equal(x, x2)  # same seed, same windows and augmentation

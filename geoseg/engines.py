@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 import torch
 
 from geoseg.models.checkpoint import Checkpoint
+from geoseg.rundir import atomic_path
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -104,32 +104,23 @@ def onnx_path(checkpoint: Checkpoint, cache: Path | None = None) -> Path:
 
 def export_onnx(model: torch.nn.Module, in_channels: int, path: Path) -> Path:
     """Export ``model`` (float32, CPU) to ``path`` atomically, dynamic in batch, height and width."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     example = torch.zeros(1, in_channels, 64, 64)
     axes = {0: "batch", 2: "height", 3: "width"}
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # The TorchScript-based exporter (dynamo=False) needs no onnxscript and handles smp's
-            # models with dynamic spatial axes; torch says it is deprecated (DeprecationWarning).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                model,
-                (example,),
-                tmp,
-                dynamo=False,
-                opset_version=ONNX_OPSET,
-                input_names=[_INPUT],
-                output_names=[_OUTPUT],
-                dynamic_axes={_INPUT: axes, _OUTPUT: axes},
-                do_constant_folding=True,
-            )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript-based exporter (dynamo=False) needs no onnxscript and handles smp's
+        # models with dynamic spatial axes; torch says it is deprecated (DeprecationWarning).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (example,),
+            tmp,
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=[_INPUT],
+            output_names=[_OUTPUT],
+            dynamic_axes={_INPUT: axes, _OUTPUT: axes},
+            do_constant_folding=True,
+        )
     return path
 
 

@@ -23,6 +23,7 @@ from rasterio.crs import CRS
 from shapely.geometry import mapping
 
 from geoseg.errors import OutputError
+from geoseg.rundir import atomic_write_text
 
 # the footprint is densified (100 points a side) then simplified: drops collinear points, keeps curved edges
 FOOTPRINT_TOLERANCE_DEG = 1e-7
@@ -172,12 +173,8 @@ def build_run_item(
 def write_item(item: pystac.Item, path: str | os.PathLike[str]) -> None:
     """Write the Item as JSON at ``path`` atomically (temporary file, then rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         text = json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2)
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text + "\n")
     except (OSError, TypeError, ValueError) as exc:
         raise OutputError(f"cannot write {path}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)

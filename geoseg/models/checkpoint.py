@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from geoseg.errors import CheckpointError
 from geoseg.models.registry import build_model
+from geoseg.rundir import atomic_path
 
 FORMAT = "geoseg-checkpoint"
 FORMAT_VERSION = 1
@@ -90,7 +90,6 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 def save_checkpoint(model: torch.nn.Module, meta: CheckpointMeta, path: str | os.PathLike[str]) -> Path:
     """Write weights (fp16) and metadata atomically to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         k: (v.detach().to("cpu").half() if v.is_floating_point() else v.detach().to("cpu"))
         for k, v in model.state_dict().items()
@@ -101,15 +100,8 @@ def save_checkpoint(model: torch.nn.Module, meta: CheckpointMeta, path: str | os
         "meta": meta.model_dump(mode="json"),
         "state_dict": state,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

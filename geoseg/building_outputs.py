@@ -1,8 +1,9 @@
 """Outputs of a building model: one polygon per building and a raster of building ids, seam-free.
 
-A building is a 4-connected region of the ``building`` class in the stitched scene; polygons of
-buildings that cross output blocks are merged exactly (``merge_seams``) before they get an id, so
-ids never change at block edges. Regions smaller than ``min_area_m2`` are dropped.
+A building is a 4-connected region of the ``building`` class in the stitched scene, split where
+touching buildings meet at a neck (``geoseg.instances.label_instances``); polygons of buildings that
+cross output blocks are merged exactly (``merge_seams``) before they are split and get an id, so ids
+never change at block edges. Regions smaller than ``MIN_AREA_M2`` are dropped.
 
 Streaming, in two passes over the output blocks:
   1. as blocks finish, each block's winning-class probability goes to a temporary GeoTIFF and its
@@ -23,6 +24,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.features import rasterize
 
+from geoseg.instances import MIN_SPLIT_PIECE_M2, instance_polygons, label_instances
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import window_to_rio
 from geoseg.io.vector import write_layer, write_layer_styles
@@ -33,13 +35,17 @@ from tiles import Window, window_from_bounds
 LAYER = "buildings"
 RASTER = "buildings.tif"
 MIN_AREA_M2 = 4.0
+CONVEX_ENOUGH = 0.9  # area / convex hull area above which a region is not tested for a split
 
 
 class BuildingOutputs:
     """Collects building polygons block by block, then writes ``buildings.tif`` and the scores."""
 
-    def __init__(self, stage: Path, gpkg: Path, geobox: GeoBox, building_class: int, tags: dict) -> None:
+    def __init__(
+        self, stage: Path, gpkg: Path, geobox: GeoBox, gsd_m: float, building_class: int, tags: dict
+    ) -> None:
         self.gpkg = gpkg
+        self.gsd_m = gsd_m
         self.geobox = geobox
         self.building_class = building_class
         self.crs_wkt = geobox.crs.to_wkt()
@@ -75,7 +81,8 @@ class BuildingOutputs:
         Other classes are skipped. ``window`` covers all the polygons (a block); without it each
         polygon's score is read over its own bounding window.
         """
-        frame = polygons_to_frame([p for p in polys if p[1] == self.building_class], {}, self.crs_wkt)
+        buildings = self._split_touching([g for g, value in polys if value == self.building_class])
+        frame = polygons_to_frame([(g, self.building_class) for g in buildings], {}, self.crs_wkt)
         frame = frame[frame["area_m2"] >= MIN_AREA_M2]
         if frame.empty and self.count:
             return
@@ -97,6 +104,28 @@ class BuildingOutputs:
         )
         write_layer(out, self.gpkg, LAYER, append=self.count > 0)
         self.count += len(out)
+
+    def _split_touching(self, geoms: list) -> list:
+        """Split regions where touching buildings meet at a neck (``label_instances``); convex ones
+        cannot hold two buildings joined by a neck and are kept as they are."""
+        out = []
+        m2_per_crs_unit2 = self.gsd_m**2 / abs(self.geobox.affine.a * self.geobox.affine.e)
+        for g in geoms:
+            if (
+                g.area * m2_per_crs_unit2 < 2 * MIN_SPLIT_PIECE_M2
+                or g.area > CONVEX_ENOUGH * g.convex_hull.area
+            ):
+                out.append(g)
+                continue
+            window = self._bounds_window(g)
+            transform = window.transform(self.geobox.affine)
+            mask = rasterize([(g, 1)], out_shape=window.shape, transform=transform, dtype="uint8") > 0
+            pieces = label_instances(mask, self.gsd_m, min_area_m2=0.0, split_touching=True)
+            if pieces.max() < 2:
+                out.append(g)
+            else:
+                out.extend(instance_polygons(pieces, transform, self.geobox.crs).geometry)
+        return out
 
     def _bounds_window(self, geom) -> Window:
         return window_from_bounds(geom.bounds, self.geobox.affine)

@@ -224,7 +224,8 @@ def evaluate_scenes(
         }
         if seg.task == "buildings":
             b = seg.classes.index("building")
-            inst = label_instances((pred == b) & valid, scene.gsd_m, split_touching=False)
+            # The same instances as geoseg run writes: 4-connected regions split at necks.
+            inst = label_instances((pred == b) & valid, scene.gsd_m)
             found = instance_polygons(inst, geobox.affine, scene.geobox.crs).geometry
             true_polys = truth_polygons(label_path, scene, region, truth, b)
             o = object_scores(list(found), list(true_polys))

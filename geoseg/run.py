@@ -103,7 +103,9 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
         gpkg = stage / GPKG
         if meta.task == "buildings":
             building_id = next(i for i, n in names.items() if n == "building")
-            sink: _Sink = _BuildingSink(BuildingOutputs(stage, gpkg, scene.geobox, building_id, tags), plan)
+            sink: _Sink = _BuildingSink(
+                BuildingOutputs(stage, gpkg, scene.geobox, scene.gsd_m, building_id, tags), plan
+            )
         else:
             sink = _LandcoverSink(stage, gpkg, scene, meta, tags)
         bar = tqdm(total=len(plan.grid), unit="tile", desc=scene.path.name, disable=not cfg.progress)

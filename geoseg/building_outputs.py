@@ -35,7 +35,7 @@ from tiles import Window, window_from_bounds
 LAYER = "buildings"
 RASTER = "buildings.tif"
 MIN_AREA_M2 = 4.0
-CONVEX_ENOUGH = 0.9  # area / convex hull area above which a region is not tested for a split
+CONVEX_ENOUGH = 0.98  # area / convex hull area above which a region is not tested for a split
 
 
 class BuildingOutputs:

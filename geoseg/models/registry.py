@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import segmentation_models_pytorch as smp
 import torch
 
-ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
-    "unet": smp.Unet,
-    "unetplusplus": smp.UnetPlusPlus,
-    "fpn": smp.FPN,
-    "deeplabv3plus": smp.DeepLabV3Plus,
-    "segformer": smp.Segformer,
-    "linknet": smp.Linknet,
-    "pspnet": smp.PSPNet,
+# geoseg name -> segmentation_models_pytorch class (imported on first build: the Dask client and
+# `geoseg run`'s validation only read checkpoint metadata and never need smp).
+ARCHITECTURES: dict[str, str] = {
+    "unet": "Unet",
+    "unetplusplus": "UnetPlusPlus",
+    "fpn": "FPN",
+    "deeplabv3plus": "DeepLabV3Plus",
+    "segformer": "Segformer",
+    "linknet": "Linknet",
+    "pspnet": "PSPNet",
 }
 
 
@@ -27,8 +28,10 @@ def build_model(
     **kwargs: Any,
 ) -> torch.nn.Module:
     """Build an smp model; never downloads weights unless ``encoder_weights`` names a source."""
+    import segmentation_models_pytorch as smp
+
     try:
-        cls = ARCHITECTURES[arch.lower()]
+        cls = getattr(smp, ARCHITECTURES[arch.lower()])
     except KeyError:
         raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}") from None
     try:

@@ -24,7 +24,7 @@ from geoseg.errors import LabelError
 from geoseg.infer import Predictor, predict_image, resolve_device
 from geoseg.instances import instance_polygons, label_instances
 from geoseg.io.raster import Scene, open_scene, read_window
-from geoseg.metrics import confusion_matrix, object_scores, scores
+from geoseg.metrics import confusion_matrix, object_counts_to_scores, object_scores, scores
 from geoseg.models.checkpoint import load_checkpoint
 from geoseg.pipeline import to_scene_grid, work_window_of_block
 from geoseg.rundir import atomic_write_text
@@ -235,16 +235,8 @@ def evaluate_scenes(
         report.inputs.append(entry)
         notify(f"{image_path}: {region.height}x{region.width} px scored")
     if seg.task == "buildings":
-        report.objects = _object_summary(obj)
+        report.objects = object_counts_to_scores(obj["tp"], obj["fp"], obj["fn"])
     return report
-
-
-def _object_summary(c: dict[str, int]) -> dict[str, float]:
-    tp, fp, fn = c["tp"], c["fp"], c["fn"]
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
-    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
 
 
 def evaluate_chips(

@@ -91,19 +91,20 @@ def object_scores(
                 used_t.add(b)
                 matched.append(float(iou[k]))
     tp = len(matched)
-    fp, fn = len(pg) - tp, len(tg) - tp
-    if not len(pg) and not len(tg):
+    return object_counts_to_scores(tp, len(pg) - tp, len(tg) - tp) | {
+        "mean_iou_matched": float(np.mean(matched)) if matched else 0.0
+    }
+
+
+def object_counts_to_scores(tp: int, fp: int, fn: int) -> dict[str, float | int]:
+    """Precision, recall and F1 from object counts (summed over scenes, or of one scene).
+
+    A zero denominator gives 0.0, except that no truth and no prediction give 1.0 for all three.
+    """
+    if tp + fp + fn == 0:
         precision = recall = f1 = 1.0
     else:
-        precision = tp / len(pg) if len(pg) else 0.0
-        recall = tp / len(tg) if len(tg) else 0.0
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * tp / (2 * tp + fp + fn)
-    return {
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "mean_iou_matched": float(np.mean(matched)) if matched else 0.0,
-    }
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}

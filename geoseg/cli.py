@@ -48,6 +48,7 @@ def run(
     resample: Annotated[bool, typer.Option(help="resample scenes whose GSD differs from the model's")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
     engine: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime; CPU only)")] = "torch",
+    amp: Annotated[bool, typer.Option(help="float16 autocast on CUDA devices")] = True,
     workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
     threads_per_worker: Annotated[int, typer.Option(help="Dask threads per worker")] = 2,
     torch_threads: Annotated[int | None, typer.Option(help="torch threads per worker")] = None,
@@ -71,6 +72,7 @@ def run(
             resample=resample,
             device=device,
             engine=engine,
+            amp=amp,
             overwrite=overwrite,
             progress=progress,
             cluster=ClusterConfig(

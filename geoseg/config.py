@@ -55,6 +55,7 @@ class RunConfig(BaseModel):
     bands: list[int] | None = Field(None, description="1-based band indexes to feed the model")
     resample: bool = Field(True, description="resample scenes whose GSD differs from the model's")
     device: str = "auto"
+    amp: bool = Field(True, description="float16 autocast on CUDA devices (no effect on the CPU)")
     engine: Literal["torch", "onnx"] = Field(
         "torch", description="inference engine: torch, or onnx (ONNX Runtime, CPU workers)"
     )

@@ -68,6 +68,8 @@ class TorchEngine:
 
     @torch.inference_mode()
     def run(self, x: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            x = x.pin_memory()  # page-locked, so the copy below runs asynchronously
         x = x.to(self.device, non_blocking=True)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)

@@ -98,13 +98,20 @@ class Predictor:
 
 @lru_cache(maxsize=4)
 def get_predictor(
-    checkpoint_path: str, device: str = "auto", torch_threads: int = 0, engine: EngineName = "torch"
+    checkpoint_path: str,
+    device: str = "auto",
+    torch_threads: int = 0,
+    engine: EngineName = "torch",
+    amp: bool = True,
 ) -> Predictor:
-    """The worker-process-wide predictor for a checkpoint and engine (loaded once per process)."""
+    """The worker-process-wide predictor for a checkpoint and engine (loaded once per process).
+
+    ``amp``: float16 autocast where the model runs on a CUDA device (ignored on the CPU).
+    """
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)
     dev = resolve_device(device)
-    return Predictor(load_checkpoint(checkpoint_path, device=dev), dev, engine=engine)
+    return Predictor(load_checkpoint(checkpoint_path, device=dev), dev, amp=amp, engine=engine)
 
 
 _load_lock = threading.Lock()
@@ -115,10 +122,11 @@ def shared_predictor(
     device: str = "auto",
     torch_threads: int = 0,
     engine: EngineName = "torch",
+    amp: bool = True,
 ) -> Predictor:
     """Thread-safe access to ``get_predictor`` (two tasks must not load the same model twice)."""
     with _load_lock:
-        return get_predictor(str(checkpoint_path), device, torch_threads, engine)
+        return get_predictor(str(checkpoint_path), device, torch_threads, engine, amp)
 
 
 def predict_image(

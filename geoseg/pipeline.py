@@ -44,6 +44,7 @@ class ModelTask:
     torch_threads: int
     class_ids: tuple[int, ...]
     engine: str = "torch"
+    amp: bool = True
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,9 @@ def predict_batch(
     probs: dict[int, np.ndarray | None] = {i: None for i, _ in windows}
     model_s = 0.0
     if kept:
-        predictor = shared_predictor(model.checkpoint, model.device, model.torch_threads, model.engine)
+        predictor = shared_predictor(
+            model.checkpoint, model.device, model.torch_threads, model.engine, model.amp
+        )
         out, model_s = predictor.predict_timed(np.stack([k[1] for k in kept]), np.stack([k[2] for k in kept]))
         for (i, _, _), p in zip(kept, out, strict=True):
             probs[i] = p

@@ -94,6 +94,7 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
         cfg.cluster.resolved_torch_threads(),
         class_ids,
         cfg.engine,
+        cfg.amp,
     )
     crs_wkt = scene.geobox.crs.to_wkt()
     tags = {"GEOSEG_MODEL_SHA256": model_sha}

@@ -28,11 +28,14 @@ from geoseg.instances import MIN_SPLIT_PIECE_M2, instance_polygons, label_instan
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import window_to_rio
 from geoseg.io.vector import write_layer, write_layer_styles
+from geoseg.pipeline import BlockResult
 from geoseg.styles import outline_polygon_qml
 from geoseg.vectorize import Polys, polygons_to_frame
 from tiles import Window, window_from_bounds
 
 LAYER = "buildings"
+GPKG_MEDIA = "application/geopackage+sqlite3"
+COG_MEDIA = "image/tiff; application=geotiff; profile=cloud-optimized"
 RASTER = "buildings.tif"
 MIN_AREA_M2 = 4.0
 CONVEX_ENOUGH = 0.98  # area / convex hull area above which a region is not tested for a split
@@ -41,9 +44,19 @@ CONVEX_ENOUGH = 0.98  # area / convex hull area above which a region is not test
 class BuildingOutputs:
     """Collects building polygons block by block, then writes ``buildings.tif`` and the scores."""
 
+    wants_confidence = True  # block results must carry the winning-class probability
+
     def __init__(
-        self, stage: Path, gpkg: Path, geobox: GeoBox, gsd_m: float, building_class: int, tags: dict
+        self,
+        stage: Path,
+        gpkg: Path,
+        geobox: GeoBox,
+        gsd_m: float,
+        building_class: int,
+        tags: dict,
+        blocks: list[Window],
     ) -> None:
+        self.blocks = blocks
         self.gpkg = gpkg
         self.gsd_m = gsd_m
         self.geobox = geobox
@@ -72,8 +85,14 @@ class BuildingOutputs:
             SPARSE_OK=True,
         )
 
-    def add_confidence(self, block: Window, confidence: np.ndarray) -> None:
-        self._confidence.write(confidence, 1, window=window_to_rio(block))
+    @property
+    def polygons(self) -> int:
+        return self.count
+
+    def add_block(self, block: Window, res: BlockResult) -> None:
+        """A finished output block: keep its probabilities, give its interior buildings ids."""
+        self._confidence.write(res.confidence, 1, window=window_to_rio(block))
+        self.add_polygons(res.polygons.interior, block)
 
     def add_polygons(self, polys: Polys, window: Window | None = None) -> None:
         """Give final building polygons ids and scores and append them to the layer.
@@ -146,7 +165,7 @@ class BuildingOutputs:
         counts = np.bincount(ids.ravel(), minlength=len(geoms) + 1)
         return sums[1:] / np.maximum(counts[1:], 1) / 255.0
 
-    def finish(self, blocks: list[Window]) -> None:
+    def finish(self) -> None:
         """Rasterize the ids block by block into ``buildings.tif``."""
         self._confidence.close()
         self._confidence_path.unlink()
@@ -165,7 +184,7 @@ class BuildingOutputs:
             band_description="building id",
         )
         with writer:
-            for block in blocks:
+            for block in self.blocks:
                 writer.write(block.row_off, block.col_off, self._block_ids(block))
 
     def _block_ids(self, block: Window) -> np.ndarray:
@@ -183,6 +202,12 @@ class BuildingOutputs:
             fill=0,
             dtype="uint32",
         )
+
+    def assets(self) -> dict:
+        return {
+            "buildings": (f"./{RASTER}", COG_MEDIA, ["data"], "Building ids (0 = none)"),
+            "vectors": (f"./{self.gpkg.name}", GPKG_MEDIA, ["data"], "Building footprints"),
+        }
 
     def abort(self) -> None:
         if not self._confidence.closed:

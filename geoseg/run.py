@@ -12,8 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from geoseg.building_outputs import RASTER as BUILDINGS_TIF
-from geoseg.building_outputs import BuildingOutputs
+from geoseg.building_outputs import COG_MEDIA, GPKG_MEDIA, BuildingOutputs
 from geoseg.cluster import dask_client
 from geoseg.compat import check_value_range, select_bands, work_grid
 from geoseg.config import RunConfig, check_overlap
@@ -22,7 +21,7 @@ from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import Scene, open_scene
 from geoseg.io.vector import write_layer, write_layer_styles
 from geoseg.models.checkpoint import CheckpointMeta, file_sha256, read_checkpoint_meta
-from geoseg.pipeline import NODATA, BlockResult, ModelTask, Plan, execute, make_plan
+from geoseg.pipeline import NODATA, BlockResult, ModelTask, execute, make_plan
 from geoseg.report import build_run_item, write_item
 from geoseg.rundir import RUN_FILE, check_output, staging_dir
 from geoseg.styles import categorized_polygon_qml
@@ -104,8 +103,8 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
         gpkg = stage / GPKG
         if meta.task == "buildings":
             building_id = next(i for i, n in names.items() if n == "building")
-            sink: _Sink = _BuildingSink(
-                BuildingOutputs(stage, gpkg, scene.geobox, scene.gsd_m, building_id, tags), plan
+            sink: _Sink = BuildingOutputs(
+                stage, gpkg, scene.geobox, scene.gsd_m, building_id, tags, plan.blocks
             )
         else:
             sink = _LandcoverSink(stage, gpkg, scene, meta, tags)
@@ -170,12 +169,9 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
     )
 
 
-GPKG_MEDIA = "application/geopackage+sqlite3"
-COG_MEDIA = "image/tiff; application=geotiff; profile=cloud-optimized"
-
-
 class _Sink:
-    """Where a run's finished blocks and polygons go (one kind per model task)."""
+    """Where a run's finished blocks and polygons go (one kind per model task; the building one is
+    ``geoseg.building_outputs.BuildingOutputs``)."""
 
     wants_confidence = False
     polygons = 0
@@ -232,37 +228,4 @@ class _LandcoverSink(_Sink):
         return {
             "landcover": (f"./{LANDCOVER_TIF}", COG_MEDIA, ["data", "classification"], "Land-cover classes"),
             "vectors": (f"./{GPKG}", GPKG_MEDIA, ["data"], "Land-cover polygons"),
-        }
-
-
-class _BuildingSink(_Sink):
-    """buildings.tif (building ids) + the ``buildings`` layer (id, score, area_m2)."""
-
-    wants_confidence = True
-
-    def __init__(self, outputs: BuildingOutputs, plan: Plan) -> None:
-        self.outputs = outputs
-        self.plan = plan
-
-    def add_block(self, block: Window, res: BlockResult) -> None:
-        self.outputs.add_confidence(block, res.confidence)
-        self.outputs.add_polygons(res.polygons.interior, block)
-
-    def add_polygons(self, polys: list) -> None:
-        self.outputs.add_polygons(polys)
-
-    @property
-    def polygons(self) -> int:  # type: ignore[override]
-        return self.outputs.count
-
-    def finish(self) -> None:
-        self.outputs.finish(self.plan.blocks)
-
-    def abort(self) -> None:
-        self.outputs.abort()
-
-    def assets(self) -> dict:
-        return {
-            "buildings": (f"./{BUILDINGS_TIF}", COG_MEDIA, ["data"], "Building ids (0 = none)"),
-            "vectors": (f"./{GPKG}", GPKG_MEDIA, ["data"], "Building footprints"),
         }

@@ -95,7 +95,7 @@ def test_touching_buildings_joined_by_a_neck_become_two(tmp_path):
     from geoseg.building_outputs import BuildingOutputs
 
     grid = GeoBox.from_bbox((0, 0, 60, 30), crs="EPSG:32633", resolution=0.5)
-    outputs = BuildingOutputs(tmp_path, tmp_path / "b.gpkg", grid, 0.5, 2, {})
+    outputs = BuildingOutputs(tmp_path, tmp_path / "b.gpkg", grid, 0.5, 2, {}, [])
     pair = box(2, 5, 22, 25).union(box(22, 13, 26, 17)).union(box(26, 5, 46, 25))  # 20 m squares, 4 m neck
     single = box(50, 5, 58, 25)  # a convex building stays whole
     try:

@@ -83,9 +83,7 @@ def run(
             ),
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        _fail(f"invalid option {loc}: {err['msg']}")
+        _config_error(exc)
     try:
         summary = run_scene(cfg, notify=lambda m: typer.echo(m, err=True))
     except GeosegError as exc:
@@ -247,6 +245,7 @@ def evaluate(
 ) -> None:
     """Score a model (or a classical baseline) against labels: IoU, F1, precision, recall, object F1."""
     from geoseg.evaluate import Segmenter, evaluate_chips, evaluate_scenes
+    from geoseg.train.labels import pair_labels
 
     images, labels = images or [], labels or []
     if bool(images) == bool(chips):
@@ -262,9 +261,7 @@ def evaluate(
         if chips:
             report = evaluate_chips(seg, chips, colors, subfolder, notify=notify)
         else:
-            pairs = list(
-                zip(images, labels if len(labels) == len(images) else labels * len(images), strict=True)
-            )
+            pairs = pair_labels(images, labels)
             report = evaluate_scenes(seg, pairs, class_field, box, notify=notify)
     except GeosegError as exc:
         _fail(str(exc))

@@ -137,9 +137,6 @@ class TrainConfig(BaseModel):
                 kwargs["decoder_channels"] = self.decoder_channels or [256, 128, 64, 32, 16][5 - depth :]
         return kwargs
 
-    def labels_for(self, images: list[Path], labels: list[Path]) -> list[tuple[Path, Path]]:
-        return list(zip(images, labels if len(labels) == len(images) else labels * len(images), strict=True))
-
     def comparable(self) -> dict[str, Any]:
         """The settings a resumed run must share with the original (all but ``threads``)."""
         return self.model_dump(mode="json", exclude={"threads", "out"})

@@ -21,7 +21,7 @@ from geoseg.errors import LabelError, SceneError
 from geoseg.io.raster import Scene, open_scene, read_window
 from geoseg.train.chips import IGNORE_INDEX, Chip, data_sha256, find_pairs, load_chips
 from geoseg.train.config import BUILDING_CLASSES, ColorTable, TrainConfig, display_color
-from geoseg.train.labels import is_vector, read_labels
+from geoseg.train.labels import is_vector, pair_labels, read_labels
 from tiles import Window
 
 GSD_SAME = 0.01  # relative GSD difference below which a scene is used on its own grid
@@ -148,7 +148,7 @@ def load_geo_data(cfg: TrainConfig) -> TrainingData:
     def chips(images: list[Path], labels: list[Path]) -> list[Chip]:
         return [
             scene_chip(i, lab, classes, cfg.class_field, background, gsd)
-            for i, lab in cfg.labels_for(images, labels)
+            for i, lab in pair_labels(images, labels)
         ]
 
     train = chips(cfg.images, cfg.labels)

@@ -28,6 +28,11 @@ from geoseg.train.chips import IGNORE_INDEX
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".parquet")
 
 
+def pair_labels(images: list[Path], labels: list[Path]) -> list[tuple[Path, Path]]:
+    """(image, label file) pairs: one label file per image, or a single one shared by all images."""
+    return list(zip(images, labels if len(labels) == len(images) else labels * len(images), strict=True))
+
+
 def is_vector(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in VECTOR_SUFFIXES
 

@@ -13,7 +13,7 @@ export MALLOC_TRIM_THRESHOLD_ := 68719476736
 export MALLOC_ARENA_MAX := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench clean peers-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,19 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --sizes 2048,8192,16384 --batch 8 --tile 512 --overlap 64 --results benchmarks/RESULTS.md
+
+# Separate venv for the peer scripts in benchmarks/peers: torchgeo and geoai-py (large dependency trees)
+# never touch .venv. Same base Python as .venv and the same torch pins (constraints.txt).
+PEERS_VENV := .venv-peers
+PEERS_PKGS ?= torchgeo==0.8.1 geoai-py==0.40.1
+$(PEERS_VENV)/.installed: $(STAMP) pyproject.toml constraints.txt
+	"$$($(BIN)/python -c 'import sys; print(sys.base_prefix + "/bin/python%d.%d" % sys.version_info[:2])')" \
+		-m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet -c constraints.txt -e . $(PEERS_PKGS)
+	touch $@
+
+peers-venv: $(PEERS_VENV)/.installed
 
 lint: $(STAMP)
 	$(BIN)/ruff check geoseg tiles tests benchmarks

@@ -37,7 +37,7 @@ def dask_client(cfg: ClusterConfig) -> Iterator[Client]:
         cluster = LocalCluster(
             n_workers=cfg.resolved_workers(),
             threads_per_worker=cfg.threads_per_worker,
-            processes=True,
+            processes=__import__("os").environ.get("GEOSEG_PROCESSES", "1") == "1",
             dashboard_address=None,
             silence_logs=logging.ERROR,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from geoseg.compat import work_grid
@@ -39,3 +40,14 @@ def test_work_grid_resamples_fine_imagery_and_keeps_coarse():
     assert work_grid(kampala, meta, False) == (None, None)
     coarse, note = work_grid(open_scene(LANDSAT_RGB), meta, True)
     assert coarse is None and "coarser" in note
+
+
+def test_argmax_classes_equals_numpy_argmax_with_ties() -> None:
+    from geoseg.pipeline import argmax_classes
+
+    rng = np.random.default_rng(3)
+    probs = rng.random((7, 61, 83), dtype=np.float32).astype(np.float16)  # float16: many exact ties
+    probs[:, :10, :10] = 0.25
+    probs[4, 20:30] = probs[2, 20:30]
+    best = argmax_classes(probs)
+    assert best.dtype == np.uint8 and np.array_equal(best, probs.argmax(0))

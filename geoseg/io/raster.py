@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import threading
 import warnings
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window as RioWindow
@@ -90,6 +94,50 @@ def window_to_rio(window: Window) -> RioWindow:
     return RioWindow(window.col_off, window.row_off, window.width, window.height)
 
 
+class _Handles(threading.local):
+    """This thread's open datasets (rasterio handles are not thread-safe), keyed by file identity."""
+
+    def __init__(self) -> None:
+        self.open: OrderedDict[tuple, rasterio.io.DatasetReaderBase] = OrderedDict()
+
+
+_handles = _Handles()
+MAX_OPEN_PER_THREAD = 8
+
+
+def _cached(key: tuple, opener: Callable[[], rasterio.io.DatasetReaderBase]):
+    cache = _handles.open
+    src = cache.get(key)
+    if src is None or src.closed:
+        src = cache[key] = opener()
+        while len(cache) > MAX_OPEN_PER_THREAD:
+            cache.popitem(last=False)[1].close()
+    cache.move_to_end(key)
+    return src
+
+
+def _dataset(path: str | os.PathLike[str], work_geobox: GeoBox | None = None):
+    """This thread's handle of ``path`` (or of its warped VRT onto ``work_geobox``), reopened when the file
+    changes. Keeping it open saves the open per window and lets GDAL's block cache serve tile overlaps."""
+    path = os.fspath(path)
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size)
+    src = _cached(key, lambda: rasterio.open(path))
+    if work_geobox is None:
+        return src
+    return _cached(
+        (*key, tuple(work_geobox.affine), tuple(work_geobox.shape)),
+        lambda: WarpedVRT(
+            src,
+            crs=src.crs,
+            transform=work_geobox.affine,
+            width=work_geobox.shape.x,
+            height=work_geobox.shape.y,
+            resampling=Resampling.average,
+        ),
+    )
+
+
 def read_window(
     path: str | os.PathLike[str],
     window: Window,
@@ -102,31 +150,37 @@ def read_window(
     scene through a warped VRT; otherwise the window is on the scene's own grid.
     Returns (data (C, h, w), valid (h, w) bool).
     """
+    src = _dataset(path, work_geobox)
     rio_window = window_to_rio(window)
-    with rasterio.open(path) as src:
-        if work_geobox is None:
-            data = src.read(bands, window=rio_window)
-            valid = _valid_mask(src, rio_window)
-        else:
-            with WarpedVRT(
-                src,
-                crs=src.crs,
-                transform=work_geobox.affine,
-                width=work_geobox.shape.x,
-                height=work_geobox.shape.y,
-                resampling=Resampling.average,
-            ) as vrt:
-                data = vrt.read(bands, window=rio_window)
-                valid = _valid_mask(vrt, rio_window)
-    return data, valid
+    data = src.read(bands, window=rio_window)
+    if work_geobox is None and sorted(bands) == list(range(1, src.count + 1)):
+        valid = _valid_from_data(src, data)
+        if valid is not None:
+            return data, valid
+    return data, _valid_mask(src, rio_window)
 
 
 def read_valid_mask(path: str | os.PathLike[str], window: Window) -> np.ndarray:
     """Validity mask of ``window`` on the scene grid (nodata, alpha or internal masks)."""
-    with rasterio.open(path) as src:
-        return _valid_mask(src, window_to_rio(window))
+    return _valid_mask(_dataset(path), window_to_rio(window))
 
 
 def _valid_mask(src, window: RioWindow) -> np.ndarray:
     """GDAL's dataset mask: a pixel is nodata only where every band is nodata (or alpha/mask says so)."""
     return src.dataset_mask(window=window) > 0
+
+
+def _valid_from_data(src, data: np.ndarray) -> np.ndarray | None:
+    """The dataset mask computed from all bands' pixels already read, where it is only a nodata value
+    (or there is none); ``None`` where an alpha band or internal mask decides."""
+    flags = set(itertools.chain.from_iterable(src.mask_flag_enums))
+    if flags == {MaskFlags.all_valid}:
+        return np.ones(data.shape[1:], bool)
+    if flags != {MaskFlags.nodata} or src.nodata is None:
+        return None
+    if np.isnan(src.nodata):
+        return ~np.isnan(data).all(axis=0)
+    nodata = np.asarray(src.nodata).astype(data.dtype)
+    if nodata != src.nodata:  # not representable in the band type: GDAL's own rounding rules decide
+        return None
+    return (data != nodata).any(axis=0)

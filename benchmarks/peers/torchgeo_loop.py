@@ -1,0 +1,175 @@
+"""Peer: torchgeo's inference loop (``RasterDataset`` + ``GridGeoSampler`` + ``DataLoader``).
+
+The pattern torchgeo's maintainers point to for scene inference (there is no official tutorial yet,
+torchgeo issue #1991): a ``RasterDataset`` on the scene (all bands, ``is_image=True``), a
+``GridGeoSampler(size=tile, stride=tile - overlap)`` in pixel units, a
+``DataLoader(batch_size, collate_fn=stack_samples, num_workers=0)``, the model in eval mode
+(``torch.no_grad()``, NCHW float32), and each chip's prediction written into a full-scene array at the
+pixel window of its sample bounds. Same model and normalisation ``(x - mean) / std`` as geoseg, applied
+to the batch in the loop; the softmax probabilities of overlapping chips are averaged (as in
+``plain_script.py``), then argmax → class ids → tiled deflate GeoTIFF.
+
+Differences from geoseg's tiling: torchgeo 0.8's ``GridGeoSampler`` starts at the scene's bottom-left
+corner and its last row/column of chips runs past the top/right edge (the dataset pads it with
+nodata), where ``TileGrid`` shifts the last tile inside the scene; the number of chips is the same.
+Nodata pixels are not masked in the output (the loop never sees the scene's mask).
+
+    python benchmarks/peers/torchgeo_loop.py SCENE OUT.tif --model CKPT --tile 512 --overlap 64 --batch 8 \\
+        --torch-threads N [--json T.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import numpy as np
+import rasterio
+import torch
+from torch.utils.data import DataLoader
+from torchgeo.datasets import RasterDataset, stack_samples
+from torchgeo.samplers import GridGeoSampler, Units
+
+from geoseg.models.checkpoint import load_checkpoint
+from tiles import TileGrid
+
+
+class Scene(RasterDataset):
+    """One GeoTIFF scene, all of its bands, as model input."""
+
+    filename_glob = "*.tif"
+    is_image = True
+
+
+def malloc_env() -> dict[str, str]:
+    """The glibc ``MALLOC_*`` settings this process started with."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")}
+
+
+def startup_s() -> float:
+    """Seconds since this process started (interpreter start-up and imports, when called first)."""
+    with open("/proc/self/stat") as f:
+        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def segment(
+    scene: Path, out: Path, model_path: Path, tile: int, overlap: int, batch: int
+) -> dict[str, float | int]:
+    """Segment ``scene`` into ``out``; returns stage timings in seconds and the tile count."""
+    t0 = time.perf_counter()
+    ckpt = load_checkpoint(model_path)
+    model = ckpt.model.eval()
+    mean = torch.tensor(ckpt.meta.normalization.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(ckpt.meta.normalization.std, dtype=torch.float32).view(1, -1, 1, 1)
+    class_ids = np.array([c.id for c in ckpt.meta.classes], np.uint8)
+    t_load = time.perf_counter()
+
+    dataset = Scene(paths=[str(scene)])
+    sampler = GridGeoSampler(dataset, size=tile, stride=tile - overlap, units=Units.PIXELS)
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, collate_fn=stack_samples, num_workers=0)
+    with rasterio.open(scene) as src:
+        h, w = src.height, src.width
+        crs, transform = src.crs, src.transform
+    t_dataset = time.perf_counter()
+
+    probs = np.zeros((len(class_ids), h, w), np.float32)
+    counts = np.zeros((h, w), np.uint16)
+    data_s = predict_s = stitch_s = 0.0
+    chips = 0
+    t_prev = time.perf_counter()
+    for sample in loader:
+        ta = time.perf_counter()
+        data_s += ta - t_prev
+        x = (sample["image"] - mean) / std
+        with torch.no_grad():
+            p = torch.softmax(model(x), dim=1).numpy()
+        tb = time.perf_counter()
+        for (xs, ys, _), pt in zip(sample["bounds"], p, strict=True):
+            col, row = ~transform * (xs.start, ys.stop)  # the chip's top-left corner in pixels
+            r0, c0 = round(row), round(col)
+            r, c = slice(max(r0, 0), min(r0 + pt.shape[1], h)), slice(max(c0, 0), min(c0 + pt.shape[2], w))
+            probs[:, r, c] += pt[:, r.start - r0 : r.stop - r0, c.start - c0 : c.stop - c0]
+            counts[r, c] += 1
+        chips += len(p)
+        predict_s += tb - ta
+        t_prev = time.perf_counter()
+        stitch_s += t_prev - tb
+
+    tc = time.perf_counter()
+    probs /= np.maximum(counts, 1)
+    labels = class_ids[probs.argmax(0)]
+    del probs
+    stitch_s += time.perf_counter() - tc
+
+    tw = time.perf_counter()
+    profile = {
+        "driver": "GTiff",
+        "width": w,
+        "height": h,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": crs,
+        "transform": transform,
+        "nodata": 0,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+    }
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(labels, 1)
+    t_end = time.perf_counter()
+    return {
+        "load_s": t_load - t0,
+        "dataset_s": t_dataset - t_load,
+        "data_s": data_s,
+        "predict_s": predict_s,
+        "stitch_s": stitch_s,
+        "write_s": t_end - tw,
+        "total_s": t_end - t0,
+        "tiles": len(TileGrid(h, w, tile, overlap)),
+        "chips": chips,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scene", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--model", type=Path, required=True, help="geoseg checkpoint (.pt)")
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--overlap", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--torch-threads", type=int, default=0, help="torch threads (default: torch's own)")
+    ap.add_argument("--json", type=Path, default=None, help="write timings here as JSON")
+    args = ap.parse_args(argv)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    started_s = startup_s()
+    result = segment(args.scene, args.out, args.model, args.tile, args.overlap, args.batch)
+    result |= {
+        "side": "torchgeo_loop",
+        "tiles_per_s": result["tiles"] / result["total_s"],
+        "startup_s": started_s,
+        "torch_threads": torch.get_num_threads(),
+        "malloc_env": malloc_env(),
+        "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    text = json.dumps(result, indent=1)
+    if args.json:
+        args.json.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

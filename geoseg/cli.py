@@ -57,8 +57,6 @@ def run(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Segment SCENE: landcover.tif (buildings.tif for building models), geoseg.gpkg, run.json in OUT."""
-    from geoseg.run import run_scene
-
     try:
         cfg = RunConfig(
             scene=scene,
@@ -84,10 +82,19 @@ def run(
         )
     except ValidationError as exc:
         _config_error(exc)
-    try:
-        summary = run_scene(cfg, notify=lambda m: typer.echo(m, err=True))
-    except GeosegError as exc:
-        _fail(str(exc))
+    for path in (scene, model):  # before starting a cluster; the other checks need the pipeline's imports
+        if not path.exists():
+            _fail(f"{path}: no such file")
+    from geoseg.cluster import ClusterStart
+
+    # workers start (and import torch) while this process imports the pipeline and checks the inputs
+    with ClusterStart(cfg.cluster) as cluster:
+        from geoseg.run import run_scene
+
+        try:
+            summary = run_scene(cfg, notify=lambda m: typer.echo(m, err=True), cluster=cluster)
+        except GeosegError as exc:
+            _fail(str(exc))
     if not summary.skipped:
         typer.echo(
             f"{summary.out}: {summary.tiles} tiles ({summary.tiles_skipped} nodata-only skipped), "
@@ -101,17 +108,24 @@ def workflow(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Run every scene of a workflow file; scenes already finished with the same inputs are skipped."""
-    from geoseg.run import run_scene
+    from geoseg.cluster import ClusterStart
     from geoseg.workflow import load_workflow
 
     try:
         wf, runs = load_workflow(file)
-        for cfg in runs:
-            summary = run_scene(
-                cfg.model_copy(update={"progress": progress}), notify=lambda m: typer.echo(m, err=True)
-            )
-            state = "up to date" if summary.skipped else f"{summary.tiles} tiles in {summary.seconds:.1f} s"
-            typer.echo(f"{wf.name}: {cfg.scene.name} -> {cfg.out}: {state}")
+        with ClusterStart(wf.cluster, reuse=True) as cluster:  # one cluster for all scenes
+            from geoseg.run import run_scene
+
+            for cfg in runs:
+                summary = run_scene(
+                    cfg.model_copy(update={"progress": progress}),
+                    notify=lambda m: typer.echo(m, err=True),
+                    cluster=cluster,
+                )
+                state = (
+                    "up to date" if summary.skipped else f"{summary.tiles} tiles in {summary.seconds:.1f} s"
+                )
+                typer.echo(f"{wf.name}: {cfg.scene.name} -> {cfg.out}: {state}")
     except GeosegError as exc:
         _fail(str(exc))
 

@@ -255,6 +255,7 @@ class Timings:
     write_s: float = 0.0
     tiles_predicted: int = 0
     tiles_skipped: int = 0
+    first_batch_at: float | None = None  # perf_counter() when the first predicted batch came back
 
 
 def execute(
@@ -327,6 +328,8 @@ def execute(
         what, idx = kind.pop(fut.key)
         result = fut.result()
         if what == "batch":
+            if timings.first_batch_at is None:
+                timings.first_batch_at = time.perf_counter()
             timings.read_s += result.read_s
             timings.predict_s += result.predict_s
             timings.predict_task_s += result.task_predict_s

@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from geoseg.building_outputs import COG_MEDIA, GPKG_MEDIA, BuildingOutputs
-from geoseg.cluster import dask_client
+from geoseg.cluster import ClusterStart
 from geoseg.compat import check_value_range, select_bands, work_grid
 from geoseg.config import RunConfig, check_overlap
 from geoseg.errors import ModelMismatchError
@@ -31,6 +31,7 @@ from tiles import Window
 log = logging.getLogger("geoseg")
 
 LANDCOVER_TIF = "landcover.tif"
+POLYGONS_PER_WRITE = 8000
 GPKG = "geoseg.gpkg"
 
 
@@ -60,8 +61,19 @@ def fingerprint(cfg: RunConfig, model_sha: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
-    """Run one scene end to end; all validation happens before any output is created."""
+def run_scene(cfg: RunConfig, notify=print, cluster: ClusterStart | None = None) -> RunSummary:
+    """Run one scene end to end; all validation happens before any output is created.
+
+    ``cluster``: a cluster already being started (by the CLI, before its imports); by default one is
+    started here for ``cfg.cluster`` and closed again.
+    """
+    if cluster is not None:
+        return _run_scene(cfg, notify, cluster)
+    with ClusterStart(cfg.cluster) as own:
+        return _run_scene(cfg, notify, own)
+
+
+def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     started = datetime.now(timezone.utc)
     t_start = time.perf_counter()
     scene = open_scene(cfg.scene)
@@ -115,7 +127,7 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
             seams.append(replace(res.polygons, interior=[]))
 
         try:
-            with dask_client(cfg.cluster) as client:
+            with cluster.client() as client:
                 timings = execute(
                     plan,
                     client,
@@ -126,6 +138,9 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
                     with_confidence=sink.wants_confidence,
                 )
             bar.close()
+            t_last_block = time.perf_counter()
+            if not cluster.reuse:
+                cluster.begin_close()  # workers stop while the outputs are finished
             t_vec = time.perf_counter()
             sink.add_polygons(merge_seams(seams))
             timings.vectorize_s += time.perf_counter() - t_vec
@@ -152,7 +167,14 @@ def run_scene(cfg: RunConfig, notify=print) -> RunSummary:
                 "fingerprint": fp,
             },
             model={"path": str(cfg.model), "sha256": model_sha, "metadata": meta.model_dump(mode="json")},
-            timing=asdict(timings) | {"total_s": total, "tiles": len(plan.grid)},
+            timing=asdict(timings, dict_factory=lambda kv: {k: v for k, v in kv if k != "first_batch_at"})
+            | {
+                "total_s": total,
+                "tiles": len(plan.grid),
+                # until the first batch came back (cluster, model load, first forward), after the last block
+                "start_s": (timings.first_batch_at or t_last_block) - t_start,
+                "finish_s": time.perf_counter() - t_last_block,
+            },
             started=started,
             finished=finished,
         )
@@ -192,6 +214,7 @@ class _LandcoverSink(_Sink):
         self.meta = meta
         self.crs_wkt = scene.geobox.crs.to_wkt()
         self.names = {c.id: c.name for c in meta.classes}
+        self.pending: list = []  # final polygons not yet written (memory holds these and the seam ones)
         self.writer = BlockCOGWriter(
             stage / LANDCOVER_TIF,
             crs=self.crs_wkt,
@@ -207,16 +230,24 @@ class _LandcoverSink(_Sink):
 
     def add_block(self, block: Window, res: BlockResult) -> None:
         self.writer.write(block.row_off, block.col_off, res.labels)
-        self.add_polygons(res.polygons.interior)
+        self.pending.extend(res.polygons.interior)
+        if len(self.pending) >= POLYGONS_PER_WRITE:
+            self._write_pending()
 
     def add_polygons(self, polys: list) -> None:
-        """Append polygons to the layer as they are final: memory holds only seam polygons."""
-        if polys or self.polygons == 0:
-            frame = polygons_to_frame(polys, self.names, self.crs_wkt)
+        self.pending.extend(polys)
+
+    def _write_pending(self) -> None:
+        """Append the final polygons held so far to the layer (a few thousand at a time: one GeoPackage
+        transaction per append, so appends of a single block's polygons cost twice as much)."""
+        if self.pending or self.polygons == 0:
+            frame = polygons_to_frame(self.pending, self.names, self.crs_wkt)
             write_layer(frame, self.gpkg, "landcover", append=self.polygons > 0)
             self.polygons += len(frame)
+        self.pending = []
 
     def finish(self) -> None:
+        self._write_pending()
         self.writer.close()
         qml = categorized_polygon_qml("class_id", [(c.id, c.name, c.color) for c in self.meta.classes])
         write_layer_styles(self.gpkg, "landcover", qml, "landcover")

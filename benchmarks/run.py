@@ -1,4 +1,4 @@
-"""Benchmark orchestrator: model-only ceiling (a), ``geoseg run`` end to end (b), naive script (c).
+"""Benchmark orchestrator: model-only ceiling (a), ``geoseg run`` end to end (b), naive script (c), peers.
 
 Every side runs in its own subprocess with an explicit environment, on the same model, tile, overlap,
 batch size and torch thread count; a thread samples the RSS of each side's whole process tree (Dask
@@ -8,6 +8,11 @@ tile, overlap))`` on the scene grid (``geoseg run --no-resample``).
     python -m benchmarks.run --sizes 2048,8192,16384 --batch 8 --tile 512 --overlap 64 \\
         --results benchmarks/RESULTS.md
     python -m benchmarks.run --short              # CI form: one 1024² scene, batch 4
+
+With ``--peers SIZE`` the same run also times the peer scripts of ``benchmarks/peers`` (a plain PyTorch
+loop, torchgeo's sampler loop, geoai's tiled predictor; run by ``--peers-python``, default
+``.venv-peers/bin/python`` from ``make peers-venv``) on the SIZE² scene, each with and without the
+allocator setting, next to one ``geoseg run`` on that scene.
 """
 
 from __future__ import annotations
@@ -38,6 +43,16 @@ from geoseg.allocator import ALLOCATOR_ENV  # the setting geoseg gives its worke
 from tiles import TileGrid
 
 BUNDLED_MODEL = ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt"
+PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
+PEERS_DIR = ROOT / "benchmarks" / "peers"
+# name: (script in benchmarks/peers, what it is); run in this order, each tuned then default.
+PEERS = {
+    "plain": ("plain_script.py", "hand-written PyTorch + rasterio loop"),
+    "torchgeo": ("torchgeo_loop.py", "torchgeo RasterDataset + GridGeoSampler + DataLoader"),
+    "geoai": ("geoai_predict.py", "geoai semantic_inference_on_geotiff"),
+}
+# Peers whose output holds the 0-based class index instead of the checkpoint's class ids.
+PEERS_WRITING_CLASS_INDEX = {"geoai"}
 SHORT_SIZE = 1024
 MIB = 1024 * 1024
 # Threading settings recorded next to MALLOC_* (OpenMP's wait policy matters a lot on small machines).
@@ -63,6 +78,31 @@ READING_NOTES = [
     "compare numbers only from a quiet machine.",
 ]
 
+# Appended when the run has a peers stage.
+PEER_NOTES = [
+    "- Peers: tiles/s = the benchmark's tile count `len(TileGrid(h, w, tile, overlap))` per wall second "
+    "of the peer's whole command (interpreter start, imports and model load included), counted exactly "
+    "like geoseg's; 'own total s' is the command's own timer (peers: model load to file written, no "
+    "interpreter start-up or imports; geoseg: `total_s` of run.json). geoseg ÷ peer is the ratio of the "
+    "tiles/s.",
+    "- Peer stages are the peers' own serial wall seconds from their JSON: plain load/read/predict/"
+    "stitch/write; torchgeo load/dataset/data (DataLoader)/predict/stitch/write; geoai load/infer "
+    "(geoai's own timer: reading, model, blending, argmax)/predict (forward passes only, inside infer)/"
+    "write.",
+    "- Normalisation: plain and torchgeo use the checkpoint's `(x - mean) / std` (as geoseg); geoai "
+    "divides by 255 (its own preprocessing), so its class map differs from geoseg's by design and its "
+    "label agreement is not a correctness measure.",
+    "- geoai visits the last row and column of windows twice, so its model runs more tiles than the grid "
+    "has ('model tiles' column); its tiles/s still counts the grid's tiles.",
+    "- Label agreement: fraction of pixels, valid (non-zero) in geoseg's `landcover.tif` and in the "
+    "peer's output, with the same class. geoai writes the 0-based class index (untiled, uncompressed), "
+    "mapped here to the checkpoint's class ids (index i → id of class i) before comparing; plain and "
+    "torchgeo write class ids and average tile probabilities uniformly (geoseg: cosine weights); "
+    "torchgeo's last chips run past the top/right edge instead of being shifted inside.",
+    "- (b) / best peer: geoseg's tiles/s over the fastest peer's under the same allocator setting of the "
+    "peers (geoseg always tunes its own workers).",
+]
+
 
 class BenchmarkError(RuntimeError):
     """A side crashed or produced no (or wrong) output."""
@@ -85,6 +125,8 @@ class BenchConfig:
     cache: Path | None = None
     keep: Path | None = None
     timeout_s: float = 6 * 3600
+    peers: int | None = None  # scene size of the peers stage (None: no peers)
+    peers_python: Path = PEERS_PYTHON
 
 
 @dataclass
@@ -328,7 +370,7 @@ def run_geoseg(cfg: BenchConfig, model: Path, scene: Path, out: Path) -> SideRun
         "--no-progress",
     ]
     run = run_side(
-        "geoseg", "workers tuned by geoseg", cmd, side_env(False, cfg.torch_threads), cfg.timeout_s
+        "geoseg", "tuned by geoseg itself", cmd, side_env(False, cfg.torch_threads), cfg.timeout_s
     )
     for name in ("landcover.tif", "geoseg.gpkg", "run.json"):
         if not (out / name).is_file() or (out / name).stat().st_size == 0:
@@ -362,6 +404,54 @@ def run_naive(cfg: BenchConfig, model: Path, scene: Path, out: Path, tuned: bool
     return run
 
 
+def check_peers_python(cfg: BenchConfig) -> None:
+    """Fail fast (before anything runs) when peers were asked for but their venv is missing."""
+    if cfg.peers is not None and not Path(cfg.peers_python).is_file():
+        raise BenchmarkError(
+            f"--peers needs the peers venv's python {cfg.peers_python}, which does not exist: "
+            "run `make peers-venv` (or pass --peers-python)"
+        )
+
+
+def peer_versions(python: Path) -> dict[str, str]:
+    """Versions of torch, torchgeo and geoai-py in the peers' interpreter (metadata only, no imports)."""
+    code = (
+        "import json, importlib.metadata as m\n"
+        "print(json.dumps({p: m.version(p) for p in ('torch', 'torchgeo', 'geoai-py')}))"
+    )
+    res = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        raise BenchmarkError(
+            f"{python} lacks torch/torchgeo/geoai-py (run `make peers-venv`):\n{res.stderr[-2000:]}"
+        )
+    return json.loads(res.stdout)
+
+
+def run_peer(
+    cfg: BenchConfig, model: Path, scene: Path, name: str, out: Path, tuned: bool, work: Path
+) -> SideRun:
+    """One peer script of ``benchmarks/peers`` in the peers' interpreter, with or without the allocator."""
+    script, _ = PEERS[name]
+    report = work / f"{name}_{allocator_label(tuned)}.json"
+    cmd = [
+        str(cfg.peers_python),
+        str(PEERS_DIR / script),
+        str(scene),
+        str(out),
+        *model_args(cfg, model),
+        "--torch-threads",
+        str(cfg.torch_threads),
+        "--json",
+        str(report),
+    ]
+    run = run_side(
+        name, allocator_label(tuned), cmd, side_env(tuned, cfg.torch_threads), cfg.timeout_s, report
+    )
+    if not out.is_file():
+        raise BenchmarkError(f"peer {name} exited 0 but wrote no {out}")
+    return run
+
+
 # --------------------------------------------------------------------------- checks and results
 
 
@@ -373,13 +463,18 @@ def check_raster(path: Path, shape: tuple[int, int]) -> None:
             )
 
 
-def label_agreement(a: Path, b: Path, rows: int = 1024) -> float:
-    """Fraction of pixels labelled valid in both rasters that carry the same class (read in strips)."""
+def label_agreement(a: Path, b: Path, rows: int = 1024, b_lut: np.ndarray | None = None) -> float:
+    """Fraction of pixels labelled valid (non-zero) in both rasters that carry the same class.
+
+    Read in strips; ``b_lut`` (256 uint8 entries) first maps ``b``'s values, e.g. class index → class id.
+    """
     same = total = 0
     with rasterio.open(a) as da, rasterio.open(b) as db:
         for r0 in range(0, da.height, rows):
             win = RioWindow(0, r0, da.width, min(rows, da.height - r0))
             la, lb = da.read(1, window=win), db.read(1, window=win)
+            if b_lut is not None:
+                lb = b_lut[lb]
             valid = (la != 0) & (lb != 0)
             same += int(np.count_nonzero((la == lb) & valid))
             total += int(np.count_nonzero(valid))
@@ -388,6 +483,86 @@ def label_agreement(a: Path, b: Path, rows: int = 1024) -> float:
 
 def tiles_per_s(tiles: int, run: SideRun) -> float:
     return tiles / run.wall_s
+
+
+def class_index_lut(model: Path) -> np.ndarray:
+    """Lookup table 0-based class index → the checkpoint's class id (0 for indexes past the classes)."""
+    from geoseg.models.checkpoint import read_checkpoint_meta
+
+    meta, _ = read_checkpoint_meta(model)
+    lut = np.zeros(256, np.uint8)
+    lut[: len(meta.classes)] = [c.id for c in meta.classes]
+    return lut
+
+
+def run_peers(
+    cfg: BenchConfig,
+    model: Path,
+    scene: Path,
+    shape: tuple[int, int],
+    tiles: int,
+    geoseg: SideRun,
+    geoseg_out: Path,
+    work: Path,
+    geoseg_reused: bool,
+) -> dict:
+    """Each peer twice (allocator tuned, default) on ``scene``; compared with ``geoseg``'s run on it."""
+    versions = peer_versions(cfg.peers_python)
+    lut = class_index_lut(model)
+    megapixels = shape[0] * shape[1] / 1e6
+    geoseg_rate = tiles_per_s(tiles, geoseg)
+    runs: dict[str, dict] = {}
+    for name in PEERS:
+        for tuned in (True, False):
+            key = f"{name}_{allocator_label(tuned)}"
+            out = work / f"{key}.tif"
+            run = run_peer(cfg, model, scene, name, out, tuned, work)
+            check_raster(out, shape)
+            if run.report.get("tiles") != tiles:
+                raise BenchmarkError(
+                    f"peer {name} reports {run.report.get('tiles')} tiles, the grid has {tiles}"
+                )
+            model_tiles = run.report.get("model_tiles", run.report.get("chips", tiles))
+            if model_tiles < tiles:  # e.g. torchgeo's sampler yields no chip on a one-tile scene
+                raise BenchmarkError(
+                    f"peer {name} ran the model on {model_tiles} tiles, fewer than the grid's {tiles}: "
+                    f"its output {out.name} is incomplete"
+                )
+            rate = tiles_per_s(tiles, run)
+            agreement = label_agreement(
+                geoseg_out / "landcover.tif", out, b_lut=lut if name in PEERS_WRITING_CLASS_INDEX else None
+            )
+            runs[key] = asdict(run) | {
+                "peer": name,
+                "script": f"benchmarks/peers/{PEERS[name][0]}",
+                "tiles_per_s": rate,
+                "megapixels_per_s": megapixels / run.wall_s,
+                "geoseg_over_peer": geoseg_rate / rate,
+                "model_tiles": model_tiles,
+                "label_agreement_with_geoseg": agreement,
+            }
+    ratios: dict[str, object] = {}
+    for alloc in ("default", "tuned"):
+        best = max((r for r in runs.values() if r["allocator"] == alloc), key=lambda r: r["tiles_per_s"])
+        ratios[f"best_peer_{alloc}"] = best["peer"]
+        ratios[f"geoseg_over_best_peer_{alloc}"] = geoseg_rate / best["tiles_per_s"]
+    return {
+        "size": cfg.peers,
+        "scene": str(scene),
+        "shape": list(shape),
+        "tiles": tiles,
+        "megapixels": megapixels,
+        "python": str(cfg.peers_python),
+        "versions": versions,
+        "geoseg": asdict(geoseg)
+        | {
+            "tiles_per_s": geoseg_rate,
+            "megapixels_per_s": megapixels / geoseg.wall_s,
+            "reused": geoseg_reused,
+        },
+        "runs": runs,
+        "ratios": ratios,
+    }
 
 
 def stand_in_checkpoint(path: Path) -> Path:
@@ -473,10 +648,12 @@ def git_commit() -> str:
 
 
 def run_benchmark(cfg: BenchConfig) -> dict:
-    """Run all sides for every scene size; returns the results as a JSON-serialisable dict."""
+    """Run all sides for every scene size (and the peers stage); returns a JSON-serialisable dict."""
+    check_peers_python(cfg)
     cache = cfg.cache or cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     scenes = {size: scene_path(size, cache) for size in cfg.sizes}
+    peer_scene = scene_path(cfg.peers, cache) if cfg.peers is not None else None
     results: dict = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "machine": machine_info(),
@@ -519,6 +696,9 @@ def run_benchmark(cfg: BenchConfig) -> dict:
                 naive[allocator_label(tuned)] = run_naive(cfg, model, scene, out, tuned, work)
                 check_raster(out, shape)
             agreement = label_agreement(geoseg_out / "landcover.tif", work / "naive_tuned.tif")
+            if size == cfg.peers:  # the peers stage reuses this scene's geoseg run
+                print(f"peers on {scene.name} (geoseg run above reused)", file=sys.stderr)
+                results["peers"] = run_peers(cfg, model, scene, shape, tiles, geoseg, geoseg_out, work, True)
             if cfg.keep is not None:
                 dest = cfg.keep / f"scene_{size}"
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -548,6 +728,29 @@ def run_benchmark(cfg: BenchConfig) -> dict:
             )
             if cfg.keep is None:
                 _rmtree(work)
+        if peer_scene is not None and cfg.peers not in scenes:
+            with rasterio.open(peer_scene) as ds:
+                shape = (ds.height, ds.width)
+            tiles = len(TileGrid(*shape, cfg.tile, cfg.overlap))
+            print(f"peers on {peer_scene.name}: {shape[0]}x{shape[1]}, {tiles} tiles", file=sys.stderr)
+            work = tmp / f"peers_{cfg.peers}"
+            work.mkdir()
+            geoseg_out = work / "geoseg"
+            geoseg = run_geoseg(cfg, model, peer_scene, geoseg_out)
+            check_raster(geoseg_out / "landcover.tif", shape)
+            if geoseg.report.get("tiles", tiles) != tiles:
+                raise BenchmarkError(
+                    f"geoseg ran {geoseg.report['tiles']} tiles, the benchmark counts {tiles}"
+                )
+            results["peers"] = run_peers(
+                cfg, model, peer_scene, shape, tiles, geoseg, geoseg_out, work, False
+            )
+            if cfg.keep is not None:
+                dest = cfg.keep / f"peers_{cfg.peers}"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                work.rename(dest)
+            else:
+                _rmtree(work)
     results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return results
 
@@ -563,6 +766,62 @@ def _rmtree(path: Path) -> None:
 
 def _f(x: float | None, digits: int = 2) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
+
+
+PEER_STAGES = ("load_s", "read_s", "dataset_s", "data_s", "infer_s", "predict_s", "stitch_s", "write_s")
+
+
+def _peer_stages(report: dict) -> str:
+    return " / ".join(f"{k[:-2]} {report[k]:.1f}" for k in PEER_STAGES if report.get(k) is not None) or "–"
+
+
+def format_peers(peers: dict) -> list[str]:
+    """Markdown of the peers stage: one row per peer and allocator, geoseg's run on top."""
+    v = peers["versions"]
+    g = peers["geoseg"]
+    lines = [
+        f"### (d) Peers on the {peers['size']}² scene, side by side with (b)",
+        "",
+        f"{peers['tiles']} tiles (`TileGrid`), `{Path(peers['python']).parent.parent.name}` python: "
+        f"torch {v.get('torch', '?')}, torchgeo {v.get('torchgeo', '?')}, geoai-py {v.get('geoai-py', '?')}. "
+        f"geoseg row: `geoseg run` on the same scene in this run"
+        f"{' (the (b) run above)' if g.get('reused') else ''}.",
+        "",
+        "| side | allocator | wall s | tiles/s | geoseg ÷ peer | peak RSS MiB | model tiles | own total s "
+        "| stages s (own report) | label agreement with geoseg | load 1m |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        f"| geoseg | {g['allocator']} | {g['wall_s']:.1f} | {_f(g['tiles_per_s'])} | 1.00 | "
+        f"{g['peak_rss_mib']:.0f} | {peers['tiles']} | {_f(g['report'].get('total_s'), 1)} | "
+        + " / ".join(
+            f"{k} {_f(g['report'].get(f'{k}_s'), 1)}"
+            for k in ("read", "predict", "stitch", "write", "vectorize")
+        )
+        + f" (summed task s) | – | {g['load_avg_1m']:.1f} |",
+    ]
+    for run in peers["runs"].values():
+        r = run["report"]
+        lines.append(
+            f"| {run['peer']} | {run['allocator']} | {run['wall_s']:.1f} | {_f(run['tiles_per_s'])} | "
+            f"{_f(run['geoseg_over_peer'])} | {run['peak_rss_mib']:.0f} | {run['model_tiles']} | "
+            f"{_f(r.get('total_s'), 1)} | {_peer_stages(r)} | {_f(run['label_agreement_with_geoseg'], 3)} | "
+            f"{run['load_avg_1m']:.1f} |"
+        )
+    return lines
+
+
+def format_peer_ratios(peers: dict) -> list[str]:
+    """The two issue targets: geoseg over the fastest peer without and with the allocator setting."""
+    ra = peers["ratios"]
+    return [
+        "",
+        f"Peers on the {peers['size']}² scene ((b): `geoseg run` there; tiles/s per command wall second):",
+        "",
+        "| scene | (b) / best peer default (target ≥ 2) | best peer default | (b) / best peer tuned "
+        "(target ≥ 1.3) | best peer tuned |",
+        "|---|---:|---|---:|---|",
+        f"| {peers['size']}² | {ra['geoseg_over_best_peer_default']:.2f} | {ra['best_peer_default']} | "
+        f"{ra['geoseg_over_best_peer_tuned']:.2f} | {ra['best_peer_tuned']} |",
+    ]
 
 
 def format_tables(results: dict) -> str:
@@ -602,6 +861,9 @@ def format_tables(results: dict) -> str:
                 f"{_f(r.get('read_s'), 1)} | {_f(r.get('predict_s'), 1)} | {_f(r.get('stitch_s'), 1)} | "
                 f"{_f(r.get('write_s'), 1)} | {_f(r.get('vectorize_s'), 1)} | {run['load_avg_1m']:.1f} |"
             )
+    peers = results.get("peers")
+    if peers:
+        lines += ["", *format_peers(peers)]
     lines += [
         "",
         "### Ratios",
@@ -618,6 +880,8 @@ def format_tables(results: dict) -> str:
             f"{ra['geoseg_over_naive_default']:.2f} | {rss} | "
             f"{sc['label_agreement_geoseg_vs_naive']:.3f} |"
         )
+    if peers:
+        lines += format_peer_ratios(peers)
     lines += [
         "",
         "geoseg peak RSS by process role (MiB, each role's own peak; main = the `geoseg` command itself: "
@@ -630,6 +894,9 @@ def format_tables(results: dict) -> str:
     env_rows = {("model_only", k): v for k, v in results["model_only"].items()}
     for sc in results["scenes"][:1]:
         env_rows |= {(v["side"], v["allocator"]): v for v in sc["sides"].values()}
+    if peers:
+        env_rows.setdefault(("geoseg", peers["geoseg"]["allocator"]), peers["geoseg"])
+        env_rows |= {(v["peer"], v["allocator"]): v for v in peers["runs"].values()}
     lines += [
         "",
         "### Allocator (MALLOC_*) and threading environment of each side, read from /proc of its processes",
@@ -667,7 +934,15 @@ def format_markdown(results: dict, command: str, note: str | None) -> str:
         "(3-band uint8, 256² tiled deflate GeoTIFF, EPSG:3857); tiles = `len(TileGrid(h, w, tile, overlap))`",
         "",
     ]
-    notes = ["", "### How to read this", "", *READING_NOTES]
+    if results.get("peers"):
+        pr = results["peers"]
+        head.insert(
+            -1,
+            f"- peers: {', '.join(f'`benchmarks/peers/{script}`' for script, _ in PEERS.values())} on the "
+            f"{pr['size']}² scene, each with and without the allocator setting, same model/tile/overlap/"
+            f"batch/torch threads, run by `{Path(pr['python']).parent.parent.name}/bin/python`",
+        )
+    notes = ["", "### How to read this", "", *READING_NOTES, *(PEER_NOTES if results.get("peers") else [])]
     return "\n".join(head + [format_tables(results)] + notes) + "\n"
 
 
@@ -698,6 +973,20 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]
         "--results", type=Path, default=None, help="write markdown here (and raw JSON next to it)"
     )
     ap.add_argument("--note", default=None, help="a line shown at the top of the markdown")
+    ap.add_argument(
+        "--peers",
+        type=int,
+        default=None,
+        metavar="SIZE",
+        help="also run the peer scripts of benchmarks/peers (tuned and default allocator) and one geoseg run "
+        "on the SIZE² scene (reused from --sizes when listed there); default: no peers",
+    )
+    ap.add_argument(
+        "--peers-python",
+        type=Path,
+        default=PEERS_PYTHON,
+        help="interpreter for the peers (default .venv-peers/bin/python, built by `make peers-venv`)",
+    )
     args = ap.parse_args(argv)
     sizes = [SHORT_SIZE] if args.short else [int(s) for s in args.sizes.split(",") if s.strip()]
     batch = args.batch or (4 if args.short else 8)
@@ -713,6 +1002,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]
         model_batches=args.model_batches,
         cache=args.cache,
         keep=args.keep,
+        peers=args.peers,
+        peers_python=args.peers_python.expanduser().absolute(),  # not resolve(): keep the venv's symlink
     )
     return cfg, args
 

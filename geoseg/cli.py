@@ -49,7 +49,13 @@ def run(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
     engine: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime; CPU only)")] = "torch",
     amp: Annotated[bool, typer.Option(help="float16 autocast on CUDA devices")] = True,
-    workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
+    workers: Annotated[int | None, typer.Option(help="LocalCluster workers")] = None,
+    processes: Annotated[
+        bool | None,
+        typer.Option(
+            "--processes/--in-process", help="workers in own processes (default: only with several workers)"
+        ),
+    ] = None,
     threads_per_worker: Annotated[int, typer.Option(help="Dask threads per worker")] = 2,
     torch_threads: Annotated[int | None, typer.Option(help="torch threads per worker")] = None,
     scheduler: Annotated[str | None, typer.Option(help="existing Dask scheduler address")] = None,
@@ -76,25 +82,19 @@ def run(
             cluster=ClusterConfig(
                 scheduler=scheduler,
                 workers=workers,
+                processes=processes,
                 threads_per_worker=threads_per_worker,
                 torch_threads=torch_threads,
             ),
         )
     except ValidationError as exc:
         _config_error(exc)
-    for path in (scene, model):  # before starting a cluster; the other checks need the pipeline's imports
-        if not path.exists():
-            _fail(f"{path}: no such file")
-    from geoseg.cluster import ClusterStart
+    from geoseg.run import run_scene
 
-    # workers start (and import torch) while this process imports the pipeline and checks the inputs
-    with ClusterStart(cfg.cluster) as cluster:
-        from geoseg.run import run_scene
-
-        try:
-            summary = run_scene(cfg, notify=lambda m: typer.echo(m, err=True), cluster=cluster)
-        except GeosegError as exc:
-            _fail(str(exc))
+    try:
+        summary = run_scene(cfg, notify=lambda m: typer.echo(m, err=True))
+    except GeosegError as exc:
+        _fail(str(exc))
     if not summary.skipped:
         typer.echo(
             f"{summary.out}: {summary.tiles} tiles ({summary.tiles_skipped} nodata-only skipped), "
@@ -113,7 +113,8 @@ def workflow(
 
     try:
         wf, runs = load_workflow(file)
-        with ClusterStart(wf.cluster, reuse=True) as cluster:  # one cluster for all scenes
+        # one cluster for all scenes, started by the first scene that has work to do
+        with ClusterStart(wf.cluster, reuse=True) as cluster:
             from geoseg.run import run_scene
 
             for cfg in runs:
@@ -322,7 +323,8 @@ def models() -> None:
         )
 
 
-IN_PROCESS_MODEL_COMMANDS = {"train", "evaluate"}
+# commands that may run the model in their own process: they start with the allocator settings
+IN_PROCESS_MODEL_COMMANDS = {"train", "evaluate", "run", "workflow"}
 
 
 def main() -> None:

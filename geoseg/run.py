@@ -62,10 +62,11 @@ def fingerprint(cfg: RunConfig, model_sha: str) -> str:
 
 
 def run_scene(cfg: RunConfig, notify=print, cluster: ClusterStart | None = None) -> RunSummary:
-    """Run one scene end to end; all validation happens before any output is created.
+    """Run one scene end to end; all validation happens before any output is created (or a cluster
+    started).
 
-    ``cluster``: a cluster already being started (by the CLI, before its imports); by default one is
-    started here for ``cfg.cluster`` and closed again.
+    ``cluster``: a cluster to share between scenes (started on first use); by default one is started
+    here for ``cfg.cluster`` once the inputs are checked, and closed again.
     """
     if cluster is not None:
         return _run_scene(cfg, notify, cluster)
@@ -97,6 +98,7 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
         notify(f"{cfg.out}: already complete for these inputs; nothing to do (--overwrite to redo)")
         return RunSummary(out=cfg.out, skipped=True)
 
+    cluster.start()  # inputs are good: workers start while the plan and output files are prepared
     plan = make_plan(scene, bands, work, cfg.tile, overlap, cfg.batch, cfg.block)
     class_ids = tuple(c.id for c in meta.classes)
     model = ModelTask(

@@ -1,18 +1,21 @@
 """Peer: torchgeo's inference loop (``RasterDataset`` + ``GridGeoSampler`` + ``DataLoader``).
 
-The pattern torchgeo's maintainers point to for scene inference (there is no official tutorial yet,
-torchgeo issue #1991): a ``RasterDataset`` on the scene (all bands, ``is_image=True``), a
-``GridGeoSampler(size=tile, stride=tile - overlap)`` in pixel units, a
-``DataLoader(batch_size, collate_fn=stack_samples, num_workers=0)``, the model in eval mode
+torchgeo has no official inference tutorial yet (torchgeo issue #1991); its maintainers point to loops
+like fieldsoftheworld/ftw-baselines' ``inference.py`` (torchgeo PR #560): a ``RasterDataset`` on the
+scene (all bands, ``is_image=True``), ``GridGeoSampler(size=tile, stride=tile - overlap)`` in pixels,
+``DataLoader(batch_size, sampler, collate_fn=stack_samples, num_workers=0)``, the model in eval mode
 (``torch.no_grad()``, NCHW float32), and each chip's prediction written into a full-scene array at the
-pixel window of its sample bounds. Same model and normalisation ``(x - mean) / std`` as geoseg, applied
-to the batch in the loop; the softmax probabilities of overlapping chips are averaged (as in
-``plain_script.py``), then argmax → class ids → tiled deflate GeoTIFF.
+pixel window of its sample bounds. Here the normalisation is geoseg's ``(x - mean) / std``, applied to
+the batch in the loop, and, unlike that loop (argmax per chip, chip borders cropped), the softmax
+probabilities of overlapping chips are averaged as in ``plain_script.py``; then argmax → class ids →
+tiled deflate GeoTIFF.
 
 Differences from geoseg's tiling: torchgeo 0.8's ``GridGeoSampler`` starts at the scene's bottom-left
 corner and its last row/column of chips runs past the top/right edge (the dataset pads it with
 nodata), where ``TileGrid`` shifts the last tile inside the scene; the number of chips is the same.
-Nodata pixels are not masked in the output (the loop never sees the scene's mask).
+Each chip is read by ``rasterio.merge`` through a ``WarpedVRT`` of the file (torchgeo's own default
+transform for the scene differs from the file's by rounding; the pixels come out identical). Nodata
+pixels are not masked in the output (the loop never sees the scene's mask).
 
     python benchmarks/peers/torchgeo_loop.py SCENE OUT.tif --model CKPT --tile 512 --overlap 64 --batch 8 \\
         --torch-threads N [--json T.json]

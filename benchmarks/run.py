@@ -369,9 +369,7 @@ def run_geoseg(cfg: BenchConfig, model: Path, scene: Path, out: Path) -> SideRun
         "--overwrite",
         "--no-progress",
     ]
-    run = run_side(
-        "geoseg", "tuned by geoseg itself", cmd, side_env(False, cfg.torch_threads), cfg.timeout_s
-    )
+    run = run_side("geoseg", "tuned by geoseg itself", cmd, side_env(False, cfg.torch_threads), cfg.timeout_s)
     for name in ("landcover.tif", "geoseg.gpkg", "run.json"):
         if not (out / name).is_file() or (out / name).stat().st_size == 0:
             raise BenchmarkError(f"geoseg run exited 0 but wrote no {out / name}")

@@ -29,13 +29,12 @@ from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import window_to_rio
 from geoseg.io.vector import write_layer, write_layer_styles
 from geoseg.pipeline import BlockResult
+from geoseg.report import COG_MEDIA, GPKG_MEDIA
 from geoseg.styles import outline_polygon_qml
 from geoseg.vectorize import Polys, polygons_to_frame
 from tiles import Window, window_from_bounds
 
 LAYER = "buildings"
-GPKG_MEDIA = "application/geopackage+sqlite3"
-COG_MEDIA = "image/tiff; application=geotiff; profile=cloud-optimized"
 RASTER = "buildings.tif"
 MIN_AREA_M2 = 4.0
 CONVEX_ENOUGH = 0.98  # area / convex hull area above which a region is not tested for a split
@@ -164,6 +163,9 @@ class BuildingOutputs:
         sums = np.bincount(ids.ravel(), weights=conf.ravel(), minlength=len(geoms) + 1)
         counts = np.bincount(ids.ravel(), minlength=len(geoms) + 1)
         return sums[1:] / np.maximum(counts[1:], 1) / 255.0
+
+    def blocks_done(self) -> None:
+        """Nothing to start early: ids need the merged polygons first."""
 
     def finish(self) -> None:
         """Rasterize the ids block by block into ``buildings.tif``."""

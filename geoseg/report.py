@@ -38,6 +38,9 @@ _DISTRIBUTIONS = {
     "numpy": "numpy",
 }
 
+GPKG_MEDIA = "application/geopackage+sqlite3"
+COG_MEDIA = "image/tiff; application=geotiff; profile=cloud-optimized"
+
 
 def software_versions() -> dict[str, str]:
     """Versions of Python, geoseg and the libraries that shape its results (only those installed)."""

@@ -6,13 +6,13 @@ import hashlib
 import json
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from tqdm import tqdm
 
-from geoseg.building_outputs import COG_MEDIA, GPKG_MEDIA, BuildingOutputs
 from geoseg.cluster import ClusterStart
 from geoseg.compat import check_value_range, select_bands, work_grid
 from geoseg.config import RunConfig, check_overlap
@@ -22,7 +22,7 @@ from geoseg.io.raster import Scene, open_scene
 from geoseg.io.vector import write_layer, write_layer_styles
 from geoseg.models.checkpoint import CheckpointMeta, file_sha256, read_checkpoint_meta
 from geoseg.pipeline import NODATA, BlockResult, ModelTask, execute, make_plan
-from geoseg.report import build_run_item, write_item
+from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
 from geoseg.rundir import RUN_FILE, check_output, staging_dir
 from geoseg.styles import categorized_polygon_qml
 from geoseg.vectorize import BlockPolygons, merge_seams, polygons_to_frame
@@ -116,6 +116,8 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     with staging_dir(cfg.out) as stage:
         gpkg = stage / GPKG
         if meta.task == "buildings":
+            from geoseg.building_outputs import BuildingOutputs  # scipy/scikit-image: building runs only
+
             building_id = next(i for i, n in names.items() if n == "building")
             sink: _Sink = BuildingOutputs(
                 stage, gpkg, scene.geobox, scene.gsd_m, building_id, tags, plan.blocks
@@ -143,6 +145,7 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
             t_last_block = time.perf_counter()
             if not cluster.reuse:
                 cluster.begin_close()  # workers stop while the outputs are finished
+            sink.blocks_done()
             t_vec = time.perf_counter()
             sink.add_polygons(merge_seams(seams))
             timings.vectorize_s += time.perf_counter() - t_vec
@@ -201,6 +204,7 @@ class _Sink:
     polygons = 0
 
     def add_block(self, block: Window, res: BlockResult) -> None: ...
+    def blocks_done(self) -> None: ...  # the last block is in (the seam polygons come next)
     def add_polygons(self, polys: list) -> None: ...
     def finish(self) -> None: ...
     def abort(self) -> None: ...
@@ -217,6 +221,7 @@ class _LandcoverSink(_Sink):
         self.crs_wkt = scene.geobox.crs.to_wkt()
         self.names = {c.id: c.name for c in meta.classes}
         self.pending: list = []  # final polygons not yet written (memory holds these and the seam ones)
+        self.raster_done: Future[None] | None = None
         self.writer = BlockCOGWriter(
             stage / LANDCOVER_TIF,
             crs=self.crs_wkt,
@@ -239,6 +244,10 @@ class _LandcoverSink(_Sink):
     def add_polygons(self, polys: list) -> None:
         self.pending.extend(polys)
 
+    def blocks_done(self) -> None:
+        """Build the COG (GDAL, outside the GIL) while the seam polygons are merged and written."""
+        self.raster_done = ThreadPoolExecutor(1, thread_name_prefix="geoseg-cog").submit(self.writer.close)
+
     def _write_pending(self) -> None:
         """Append the final polygons held so far to the layer (a few thousand at a time: one GeoPackage
         transaction per append, so appends of a single block's polygons cost twice as much)."""
@@ -250,11 +259,15 @@ class _LandcoverSink(_Sink):
 
     def finish(self) -> None:
         self._write_pending()
-        self.writer.close()
+        if self.raster_done is not None:
+            self.raster_done.result()
+        self.writer.close()  # no-op once closed
         qml = categorized_polygon_qml("class_id", [(c.id, c.name, c.color) for c in self.meta.classes])
         write_layer_styles(self.gpkg, "landcover", qml, "landcover")
 
     def abort(self) -> None:
+        if self.raster_done is not None:
+            wait([self.raster_done])  # the staging folder, COG included, is removed by the caller
         self.writer.abort()
 
     def assets(self) -> dict:

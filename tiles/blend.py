@@ -65,7 +65,7 @@ def _profile(size: int, overlap: int, ramp_start: bool, ramp_end: bool, kind: st
 def blend_weights(
     window: Window, scene_height: int, scene_width: int, overlap: int, kind: str = "cosine"
 ) -> np.ndarray:
-    """float32 (height, width) weights in (0, 1] for the tile at ``window`` of a scene.
+    """float32 (height, width) weights in (0, 1] for the tile at ``window`` of a scene (read-only).
 
     Sides of the window on the scene border are not ramped; ``overlap == 0`` gives all ones. Weights
     are at least ``WEIGHT_FLOOR`` along a ramped edge and ``WEIGHT_FLOOR ** 2`` in a ramped corner.
@@ -75,6 +75,28 @@ def blend_weights(
         raise BlendError(f"overlap must not be negative, got {overlap}")
     if window.intersection(Window(0, 0, scene_height, scene_width)) != window:
         raise BlendError(f"{window} does not lie inside a {scene_height} x {scene_width} scene")
-    rows = _profile(window.height, overlap, window.row_off > 0, window.row_stop < scene_height, kind)
-    cols = _profile(window.width, overlap, window.col_off > 0, window.col_stop < scene_width, kind)
-    return np.outer(rows, cols).astype(np.float32)
+    return _weights(
+        window.height,
+        window.width,
+        overlap,
+        (
+            window.row_off > 0,
+            window.row_stop < scene_height,
+            window.col_off > 0,
+            window.col_stop < scene_width,
+        ),
+        kind,
+    )
+
+
+@lru_cache(maxsize=64)
+def _weights(
+    height: int, width: int, overlap: int, ramped: tuple[bool, bool, bool, bool], kind: str
+) -> np.ndarray:
+    """Read-only weights of a tile shape and ramped sides (top, bottom, left, right): a scene's tiles
+    share a handful of these."""
+    rows = _profile(height, overlap, ramped[0], ramped[1], kind)
+    cols = _profile(width, overlap, ramped[2], ramped[3], kind)
+    weights = np.outer(rows, cols).astype(np.float32)
+    weights.setflags(write=False)
+    return weights

@@ -176,10 +176,26 @@ class TreeSampler(threading.Thread):
         self.peak = 0
         self.peak_by_role: dict[str, int] = {}
         self.max_procs = 0
-        self.envs: dict[str, set[str]] = {}
-        self.thread_envs: dict[str, set[str]] = {}
-        self._seen: set[int] = set()
+        # per process: (role, MALLOC_* env, thread env) as of its latest program (a process that
+        # restarts itself with execve, as ``geoseg run`` does to set the allocator, is read again)
+        self._env_of: dict[int, tuple[str, str, str]] = {}
         self._stop_event = threading.Event()
+
+    @property
+    def envs(self) -> dict[str, set[str]]:
+        """MALLOC_* settings by process role."""
+        out: dict[str, set[str]] = {}
+        for role, malloc, _ in self._env_of.values():
+            out.setdefault(role, set()).add(malloc)
+        return out
+
+    @property
+    def thread_envs(self) -> dict[str, set[str]]:
+        """OMP_*/MKL_*/OPENBLAS_* settings by process role."""
+        out: dict[str, set[str]] = {}
+        for role, _, threads in self._env_of.values():
+            out.setdefault(role, set()).add(threads)
+        return out
 
     def run(self) -> None:
         try:
@@ -200,17 +216,14 @@ class TreeSampler(threading.Thread):
                 role = _role(p, self.pid)
                 total += rss
                 by_role[role] = by_role.get(role, 0) + rss
-                if p.pid not in self._seen:
-                    self._seen.add(p.pid)
-                    try:
-                        env = p.environ()
-                    except psutil.Error:
-                        env = None
-                    if env is not None:
-                        malloc = {k: v for k, v in env.items() if k.startswith("MALLOC_")}
-                        threads = {k: v for k, v in env.items() if k.startswith(THREAD_ENV_PREFIXES)}
-                        self.envs.setdefault(role, set()).add(_format_env(malloc))
-                        self.thread_envs.setdefault(role, set()).add(_format_env(threads))
+                try:
+                    env = p.environ()  # read each poll: a process may restart itself with another env
+                except psutil.Error:
+                    env = None
+                if env is not None:
+                    malloc = {k: v for k, v in env.items() if k.startswith("MALLOC_")}
+                    threads = {k: v for k, v in env.items() if k.startswith(THREAD_ENV_PREFIXES)}
+                    self._env_of[p.pid] = (role, _format_env(malloc), _format_env(threads))
             self.peak = max(self.peak, total)
             for role, rss in by_role.items():
                 self.peak_by_role[role] = max(self.peak_by_role.get(role, 0), rss)

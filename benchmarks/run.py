@@ -120,6 +120,7 @@ class BenchConfig:
     threads_per_worker: int = 2
     torch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     model: Path | None = None
+    stand_in_encoder: str | None = None
     model_batches: int = 5
     warmup: int = 1
     cache: Path | None = None
@@ -382,7 +383,9 @@ def run_geoseg(cfg: BenchConfig, model: Path, scene: Path, out: Path) -> SideRun
         "--overwrite",
         "--no-progress",
     ]
-    run = run_side("geoseg", "tuned by geoseg itself", cmd, side_env(False, cfg.torch_threads), cfg.timeout_s)
+    run = run_side(
+        "geoseg", "workers tuned by geoseg", cmd, side_env(False, cfg.torch_threads), cfg.timeout_s
+    )
     for name in ("landcover.tif", "geoseg.gpkg", "run.json"):
         if not (out / name).is_file() or (out / name).stat().st_size == 0:
             raise BenchmarkError(f"geoseg run exited 0 but wrote no {out / name}")
@@ -576,21 +579,22 @@ def run_peers(
     }
 
 
-def stand_in_checkpoint(path: Path) -> Path:
-    """An untrained checkpoint with the bundled model's architecture (when the bundled file is missing)."""
+def stand_in_checkpoint(path: Path, encoder: str = "mobilenet_v2") -> Path:
+    """An untrained Unet checkpoint: the bundled model's architecture (when the bundled file is missing), or
+    smp's default Unet on another ``encoder`` (e.g. the issue's reference Unet-resnet18)."""
     import torch
 
     from geoseg.models import CheckpointMeta, ClassInfo, build_model, save_checkpoint
     from geoseg.models.checkpoint import Normalization
 
     torch.manual_seed(0)
-    arch_kwargs = {"decoder_channels": [128, 64, 32, 16, 16]}
+    arch_kwargs = {"decoder_channels": [128, 64, 32, 16, 16]} if encoder == "mobilenet_v2" else {}
     names = ["building", "land", "road", "vegetation", "water"]
     colors = ["#E3342F", "#D9C8A9", "#6C6C6C", "#38A169", "#3182CE"]
     meta = CheckpointMeta(
         task="landcover",
         arch="unet",
-        encoder="mobilenet_v2",
+        encoder=encoder,
         arch_kwargs=arch_kwargs,
         in_channels=3,
         bands=["red", "green", "blue"],
@@ -605,12 +609,15 @@ def stand_in_checkpoint(path: Path) -> Path:
         gsd_tolerance=2.0,
         notes="geoseg benchmark stand-in: untrained weights",
     )
-    return save_checkpoint(build_model("unet", "mobilenet_v2", 3, len(names), **arch_kwargs), meta, path)
+    return save_checkpoint(build_model("unet", encoder, 3, len(names), **arch_kwargs), meta, path)
 
 
 def resolve_model(cfg: BenchConfig, tmp: Path) -> tuple[Path, str]:
     if cfg.model is not None:
         return cfg.model.resolve(), "given"
+    if cfg.stand_in_encoder is not None:
+        path = stand_in_checkpoint(tmp / f"stand_in_unet_{cfg.stand_in_encoder}.pt", cfg.stand_in_encoder)
+        return path, f"stand-in Unet-{cfg.stand_in_encoder} (untrained: timing only)"
     if BUNDLED_MODEL.is_file():
         return BUNDLED_MODEL, "bundled"
     print(
@@ -972,6 +979,12 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]
     ap.add_argument("--threads-per-worker", type=int, default=2)
     ap.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1, help="on every side")
     ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: the bundled one)")
+    ap.add_argument(
+        "--stand-in",
+        default=None,
+        metavar="ENCODER",
+        help="time an untrained smp Unet with this encoder instead (e.g. resnet18, the issue's reference)",
+    )
     ap.add_argument("--model-batches", type=int, default=5, help="timed batches of the model-only side")
     ap.add_argument(
         "--cache",
@@ -1010,6 +1023,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]
         threads_per_worker=args.threads_per_worker,
         torch_threads=args.torch_threads,
         model=args.model,
+        stand_in_encoder=args.stand_in,
         model_batches=args.model_batches,
         cache=args.cache,
         keep=args.keep,

@@ -51,11 +51,12 @@ def run(
     amp: Annotated[bool, typer.Option(help="float16 autocast on CUDA devices")] = True,
     workers: Annotated[int | None, typer.Option(help="LocalCluster workers")] = None,
     processes: Annotated[
-        bool | None,
+        bool,
         typer.Option(
-            "--processes/--in-process", help="workers in own processes (default: only with several workers)"
+            "--processes/--in-process",
+            help="workers in own processes (default), or one in this process (faster start, more memory)",
         ),
-    ] = None,
+    ] = True,
     threads_per_worker: Annotated[int, typer.Option(help="Dask threads per worker")] = 2,
     torch_threads: Annotated[int | None, typer.Option(help="torch threads per worker")] = None,
     scheduler: Annotated[str | None, typer.Option(help="existing Dask scheduler address")] = None,
@@ -323,13 +324,15 @@ def models() -> None:
         )
 
 
-# commands that may run the model in their own process: they start with the allocator settings
-IN_PROCESS_MODEL_COMMANDS = {"train", "evaluate", "run", "workflow"}
+# commands that run the model in their own process: they start with the allocator settings
+IN_PROCESS_MODEL_COMMANDS = {"train", "evaluate"}
 
 
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if len(sys.argv) > 1 and sys.argv[1] in IN_PROCESS_MODEL_COMMANDS:
+    if len(sys.argv) > 1 and (
+        sys.argv[1] in IN_PROCESS_MODEL_COMMANDS or (sys.argv[1] == "run" and "--in-process" in sys.argv)
+    ):
         from geoseg.allocator import reexec_with_allocator_env
 
         reexec_with_allocator_env(sys.argv[1:])

@@ -20,10 +20,11 @@ class ClusterConfig(BaseModel):
         None, description="address of an existing Dask scheduler, e.g. tcp://host:8786"
     )
     workers: int | None = Field(None, ge=1, description="LocalCluster workers (default: 1)")
-    processes: bool | None = Field(
-        None,
-        description="LocalCluster workers in their own processes (default: only when there are several; "
-        "one worker runs in-process, which saves its start-up and moving results between processes)",
+    processes: bool = Field(
+        True,
+        description="LocalCluster workers in their own processes; False runs them in the command's process "
+        "(faster start, no results pickled, but its single malloc arena keeps what the run held: peak "
+        "memory grows with the scene)",
     )
     threads_per_worker: int = Field(
         2, ge=1, description="Dask threads per worker (reads overlap with compute)"
@@ -34,14 +35,11 @@ class ClusterConfig(BaseModel):
     allocator_tuning: bool = Field(
         True,
         description="set glibc malloc env on worker processes (avoids page-fault storms); in-process "
-        "workers use the command's own (geoseg run sets it: GEOSEG_ALLOCATOR_TUNING=0 opts out)",
+        "workers use the command's own (geoseg run --in-process sets it)",
     )
 
     def resolved_workers(self) -> int:
         return self.workers or 1
-
-    def resolved_processes(self) -> bool:
-        return self.processes if self.processes is not None else self.resolved_workers() > 1
 
     def resolved_torch_threads(self) -> int:
         if self.torch_threads:

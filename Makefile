@@ -7,11 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= outputs/kampala_west
 SCENE ?= data/samples/kampala_oam_west.tif
-# glibc malloc settings for the client process too (workers get them from geoseg itself).
-export MALLOC_MMAP_MAX_ := 0
-export MALLOC_TRIM_THRESHOLD_ := 68719476736
-export MALLOC_ARENA_MAX := 1
 export HF_HUB_OFFLINE := 1
+# glibc malloc settings for test processes, which run models themselves (geoseg sets them in its workers).
+TUNED_MALLOC := MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_ARENA_MAX=1
 
 .PHONY: install demo test test-fast lint bench clean peers-venv
 
@@ -29,10 +27,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check geoseg tiles tests benchmarks
-	$(BIN)/pytest -q --durations=15
+	$(TUNED_MALLOC) $(BIN)/pytest -q --durations=15
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow"
+	$(TUNED_MALLOC) $(BIN)/pytest -q -m "not slow"
 
 # The full benchmark of benchmarks/RESULTS.md (peers need the separate venv below; ~15 min, quiet machine).
 bench: $(STAMP) peers-venv

@@ -10,6 +10,7 @@ a worker process (9.1 vs 3.5 GiB at 8192²-equivalent load), so it is not the de
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,6 +21,8 @@ from distributed import Client, LocalCluster
 from geoseg.allocator import ALLOCATOR_ENV
 from geoseg.config import ClusterConfig
 
+# GDAL block cache of worker processes, MB (unless GDAL_CACHEMAX is set).
+WORKER_GDAL_CACHE_MB = "256"
 # Imported by every embedded worker as it starts (see geoseg/worker_startup.py).
 WORKER_PRELOAD = "geoseg.worker_startup"
 
@@ -29,6 +32,9 @@ def worker_environ(cfg: ClusterConfig) -> dict[str, str]:
     threads = str(cfg.resolved_torch_threads())
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": "1"})
+    # workers keep scenes open (geoseg.io.raster): a small block cache serves the tile overlaps, while
+    # GDAL's default (5 % of RAM) filled up with blocks that are never read again
+    env.setdefault("GDAL_CACHEMAX", os.environ.get("GDAL_CACHEMAX", WORKER_GDAL_CACHE_MB))
     if cfg.allocator_tuning:
         env.update(ALLOCATOR_ENV)
     return env

@@ -10,7 +10,7 @@ from geoseg.config import ClusterConfig
 
 
 def _env() -> dict[str, str | None]:
-    return {k: os.environ.get(k) for k in [*ALLOCATOR_ENV, "OMP_NUM_THREADS"]}
+    return {k: os.environ.get(k) for k in [*ALLOCATOR_ENV, "OMP_NUM_THREADS", "GDAL_CACHEMAX"]}
 
 
 def test_local_cluster_workers_get_allocator_and_thread_env():
@@ -19,7 +19,8 @@ def test_local_cluster_workers_get_allocator_and_thread_env():
         envs = list(client.run(_env).values())
         assert sum(client.nthreads().values()) == 2
     assert len(envs) == 1
-    assert envs[0] == ALLOCATOR_ENV | {"OMP_NUM_THREADS": "1"}
+    cache = os.environ.get("GDAL_CACHEMAX", "256")
+    assert envs[0] == ALLOCATOR_ENV | {"OMP_NUM_THREADS": "1", "GDAL_CACHEMAX": cache}
 
 
 def test_allocator_tuning_can_be_turned_off():

@@ -21,6 +21,8 @@ from rasterio.windows import Window
 
 from geoseg.errors import OutputError
 
+COPY_CACHE_MB = 256  # GDAL block cache while the COG (with overviews) is copied from the block file
+
 
 def class_tags(class_names: dict[int, str]) -> dict[str, str]:
     """Metadata tags holding class names: ``CLASS_NAMES`` (JSON object) and one ``CLASS_<id>`` per class."""
@@ -146,7 +148,8 @@ class BlockCOGWriter:
         self._done = True
         try:
             self._ds.close()
-            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+            # a few rows of blocks are all the copy needs; GDAL's default cache (5 % of RAM) would fill up
+            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=COPY_CACHE_MB):
                 rasterio.shutil.copy(
                     self._tmp,
                     self._tmp_cog,

@@ -10,10 +10,6 @@ comparison measures everything around the model, not a different forward pass.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -25,16 +21,12 @@ import numpy as np
 import rasterio
 import torch
 
+from benchmarks.side_cli import run_side
 from geoseg.infer import Predictor
 from geoseg.models.checkpoint import load_checkpoint
 from tiles import TileGrid
 
 NODATA = 0
-
-
-def malloc_env() -> dict[str, str]:
-    """The glibc ``MALLOC_*`` settings this process started with."""
-    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")}
 
 
 def segment(
@@ -109,29 +101,7 @@ def segment(
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scene", type=Path)
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--model", type=Path, required=True, help="geoseg checkpoint (.pt)")
-    ap.add_argument("--tile", type=int, default=512)
-    ap.add_argument("--overlap", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--torch-threads", type=int, default=0, help="torch threads (default: torch's own)")
-    ap.add_argument("--json", type=Path, default=None, help="write timings here as JSON")
-    args = ap.parse_args(argv)
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-    result = segment(args.scene, args.out, args.model, args.tile, args.overlap, args.batch)
-    result |= {
-        "side": "naive",
-        "torch_threads": torch.get_num_threads(),
-        "malloc_env": malloc_env(),
-        "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
-    text = json.dumps(result, indent=1)
-    if args.json:
-        args.json.write_text(text)
-    print(text)
+    run_side("naive", __doc__, segment, argv)
 
 
 if __name__ == "__main__":

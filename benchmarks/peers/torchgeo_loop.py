@@ -23,10 +23,6 @@ pixels are not masked in the output (the loop never sees the scene's mask).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -41,6 +37,7 @@ from torch.utils.data import DataLoader
 from torchgeo.datasets import RasterDataset, stack_samples
 from torchgeo.samplers import GridGeoSampler, Units
 
+from benchmarks.side_cli import run_side
 from geoseg.models.checkpoint import load_checkpoint
 from tiles import TileGrid
 
@@ -50,19 +47,6 @@ class Scene(RasterDataset):
 
     filename_glob = "*.tif"
     is_image = True
-
-
-def malloc_env() -> dict[str, str]:
-    """The glibc ``MALLOC_*`` settings this process started with."""
-    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")}
-
-
-def startup_s() -> float:
-    """Seconds since this process started (interpreter start-up and imports, when called first)."""
-    with open("/proc/self/stat") as f:
-        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-    with open("/proc/uptime") as f:
-        return float(f.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def segment(
@@ -146,32 +130,7 @@ def segment(
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scene", type=Path)
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--model", type=Path, required=True, help="geoseg checkpoint (.pt)")
-    ap.add_argument("--tile", type=int, default=512)
-    ap.add_argument("--overlap", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--torch-threads", type=int, default=0, help="torch threads (default: torch's own)")
-    ap.add_argument("--json", type=Path, default=None, help="write timings here as JSON")
-    args = ap.parse_args(argv)
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-    started_s = startup_s()
-    result = segment(args.scene, args.out, args.model, args.tile, args.overlap, args.batch)
-    result |= {
-        "side": "torchgeo_loop",
-        "tiles_per_s": result["tiles"] / result["total_s"],
-        "startup_s": started_s,
-        "torch_threads": torch.get_num_threads(),
-        "malloc_env": malloc_env(),
-        "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
-    text = json.dumps(result, indent=1)
-    if args.json:
-        args.json.write_text(text)
-    print(text)
+    run_side("torchgeo_loop", __doc__, segment, argv)
 
 
 if __name__ == "__main__":

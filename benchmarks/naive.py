@@ -21,7 +21,7 @@ import numpy as np
 import rasterio
 import torch
 
-from benchmarks.side_cli import run_side
+from benchmarks.side_cli import run_side, write_labels
 from geoseg.infer import Predictor
 from geoseg.models.checkpoint import load_checkpoint
 from tiles import TileGrid
@@ -72,22 +72,7 @@ def segment(
     stitch_s += time.perf_counter() - tc
 
     tw = time.perf_counter()
-    profile = {
-        "driver": "GTiff",
-        "width": w,
-        "height": h,
-        "count": 1,
-        "dtype": "uint8",
-        "crs": crs,
-        "transform": transform,
-        "nodata": NODATA,
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "compress": "deflate",
-    }
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(labels, 1)
+    write_labels(out, labels, crs, transform, NODATA)
     t_end = time.perf_counter()
     return {
         "load_s": t_load - t0,

@@ -26,6 +26,29 @@ def startup_s() -> float:
         return float(f.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
+def write_labels(out: Path, labels, crs, transform, nodata: int) -> None:
+    """The class raster as a plain tiled, deflate-compressed GeoTIFF (what such scripts write)."""
+    import rasterio
+
+    h, w = labels.shape
+    profile = {
+        "driver": "GTiff",
+        "width": w,
+        "height": h,
+        "count": 1,
+        "dtype": labels.dtype,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+    }
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(labels, 1)
+
+
 def run_side(side: str, doc: str, segment: Callable[..., dict], argv: list[str] | None = None) -> dict:
     """Parse the shared options, run ``segment(scene, out, model, tile, overlap, batch)``, print the report
     (and write it with ``--json``): its timings plus tiles/s, start-up seconds, threads, MALLOC_* and

@@ -24,7 +24,7 @@ import rasterio
 import segmentation_models_pytorch  # noqa: F401  (imported up front: load_s is the checkpoint alone)
 import torch
 
-from benchmarks.side_cli import run_side
+from benchmarks.side_cli import run_side, write_labels
 from geoseg.models.checkpoint import load_checkpoint
 from tiles import TileGrid
 
@@ -78,22 +78,7 @@ def segment(
     stitch_s += time.perf_counter() - tc
 
     tw = time.perf_counter()
-    profile = {
-        "driver": "GTiff",
-        "width": w,
-        "height": h,
-        "count": 1,
-        "dtype": "uint8",
-        "crs": crs,
-        "transform": transform,
-        "nodata": NODATA,
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "compress": "deflate",
-    }
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(labels, 1)
+    write_labels(out, labels, crs, transform, NODATA)
     t_end = time.perf_counter()
     return {
         "load_s": t_load - t0,

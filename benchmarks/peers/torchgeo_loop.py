@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 from torchgeo.datasets import RasterDataset, stack_samples
 from torchgeo.samplers import GridGeoSampler, Units
 
-from benchmarks.side_cli import run_side
+from benchmarks.side_cli import run_side, write_labels
 from geoseg.models.checkpoint import load_checkpoint
 from tiles import TileGrid
 
@@ -99,22 +99,7 @@ def segment(
     stitch_s += time.perf_counter() - tc
 
     tw = time.perf_counter()
-    profile = {
-        "driver": "GTiff",
-        "width": w,
-        "height": h,
-        "count": 1,
-        "dtype": "uint8",
-        "crs": crs,
-        "transform": transform,
-        "nodata": 0,
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "compress": "deflate",
-    }
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(labels, 1)
+    write_labels(out, labels, crs, transform, 0)
     t_end = time.perf_counter()
     return {
         "load_s": t_load - t0,

@@ -397,11 +397,13 @@ def run_geoseg(cfg: BenchConfig, model: Path, scene: Path, out: Path) -> SideRun
     return run
 
 
-def run_naive(cfg: BenchConfig, model: Path, scene: Path, out: Path, tuned: bool, work: Path) -> SideRun:
-    report = work / f"naive_{allocator_label(tuned)}.json"
-    cmd = [
-        sys.executable,
-        str(ROOT / "benchmarks" / "naive.py"),
+def script_command(
+    cfg: BenchConfig, python: Path, script: Path, scene: Path, out: Path, model: Path, report: Path
+) -> list[str]:
+    """Command line of a whole-scene script (naive.py, a peer): benchmarks/side_cli.py's options."""
+    return [
+        str(python),
+        str(script),
         str(scene),
         str(out),
         *model_args(cfg, model),
@@ -410,6 +412,13 @@ def run_naive(cfg: BenchConfig, model: Path, scene: Path, out: Path, tuned: bool
         "--json",
         str(report),
     ]
+
+
+def run_naive(cfg: BenchConfig, model: Path, scene: Path, out: Path, tuned: bool, work: Path) -> SideRun:
+    report = work / f"naive_{allocator_label(tuned)}.json"
+    cmd = script_command(
+        cfg, Path(sys.executable), ROOT / "benchmarks" / "naive.py", scene, out, model, report
+    )
     run = run_side(
         "naive", allocator_label(tuned), cmd, side_env(tuned, cfg.torch_threads), cfg.timeout_s, report
     )
@@ -447,17 +456,7 @@ def run_peer(
     """One peer script of ``benchmarks/peers`` in the peers' interpreter, with or without the allocator."""
     script, _ = PEERS[name]
     report = work / f"{name}_{allocator_label(tuned)}.json"
-    cmd = [
-        str(cfg.peers_python),
-        str(PEERS_DIR / script),
-        str(scene),
-        str(out),
-        *model_args(cfg, model),
-        "--torch-threads",
-        str(cfg.torch_threads),
-        "--json",
-        str(report),
-    ]
+    cmd = script_command(cfg, cfg.peers_python, PEERS_DIR / script, scene, out, model, report)
     run = run_side(
         name, allocator_label(tuned), cmd, side_env(tuned, cfg.torch_threads), cfg.timeout_s, report
     )

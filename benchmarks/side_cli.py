@@ -26,6 +26,21 @@ def startup_s() -> float:
         return float(f.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
+def load_eager_model(path: Path):
+    """The checkpoint's model in eval mode (plain NCHW float32), its normalisation as (1, C, 1, 1) tensors
+    and its class ids (uint8): what a hand-written loop starts from."""
+    import numpy as np
+    import torch
+
+    from geoseg.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    norm = ckpt.meta.normalization
+    mean = torch.tensor(norm.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(norm.std, dtype=torch.float32).view(1, -1, 1, 1)
+    return ckpt.model.eval(), mean, std, np.array([c.id for c in ckpt.meta.classes], np.uint8)
+
+
 def write_labels(out: Path, labels, crs, transform, nodata: int) -> None:
     """The class raster as a plain tiled, deflate-compressed GeoTIFF (what such scripts write)."""
     import rasterio

@@ -37,8 +37,7 @@ from torch.utils.data import DataLoader
 from torchgeo.datasets import RasterDataset, stack_samples
 from torchgeo.samplers import GridGeoSampler, Units
 
-from benchmarks.side_cli import run_side, write_labels
-from geoseg.models.checkpoint import load_checkpoint
+from benchmarks.side_cli import load_eager_model, run_side, write_labels
 from tiles import TileGrid
 
 
@@ -54,11 +53,7 @@ def segment(
 ) -> dict[str, float | int]:
     """Segment ``scene`` into ``out``; returns stage timings in seconds and the tile count."""
     t0 = time.perf_counter()
-    ckpt = load_checkpoint(model_path)
-    model = ckpt.model.eval()
-    mean = torch.tensor(ckpt.meta.normalization.mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(ckpt.meta.normalization.std, dtype=torch.float32).view(1, -1, 1, 1)
-    class_ids = np.array([c.id for c in ckpt.meta.classes], np.uint8)
+    model, mean, std, class_ids = load_eager_model(model_path)
     t_load = time.perf_counter()
 
     dataset = Scene(paths=[str(scene)])

@@ -11,6 +11,7 @@ Graph shape (tasks run on workers, the client only writes finished blocks):
 
 Blocks are submitted in raster order with a bounded number in flight, and each batch's result is
 released as soon as the last block that needs it is done, so memory does not grow with scene size.
+Batch results stay on the workers: their timings reach the client with the blocks that used them.
 """
 
 from __future__ import annotations
@@ -107,13 +108,21 @@ def make_plan(
     return Plan(scene, bands, work, grid, batches, blocks, block_work, deps)
 
 
+@dataclass(frozen=True)
+class BatchStats:
+    read_s: float
+    predict_s: float  # the model's forward passes only
+    task_predict_s: float  # also preparing the batch and queueing for the worker's inference thread
+    tiles: int
+    predicted: int  # tiles with valid pixels (the others were skipped)
+    finished_at: float  # time.time() on the worker
+
+
 @dataclass
 class BatchResult:
     probs: dict[int, np.ndarray | None]
     valid: dict[int, np.ndarray]  # each read tile's validity mask (bool), for the blocks' nodata
-    read_s: float
-    predict_s: float  # the model's forward passes only
-    task_predict_s: float  # also preparing the batch and queueing for the worker's inference thread
+    stats: BatchStats
 
 
 @dataclass
@@ -124,6 +133,7 @@ class BlockResult:
     stitch_s: float
     vectorize_s: float
     confidence: np.ndarray | None = None  # uint8: probability of the chosen class x 255
+    batches: tuple[BatchStats, ...] = ()  # of the batches it used, in the plan's ``block_deps`` order
 
 
 def predict_batch(
@@ -148,7 +158,8 @@ def predict_batch(
         out, model_s = predictor.predict_timed(np.stack([k[1] for k in kept]), np.stack([k[2] for k in kept]))
         for (i, _, _), p in zip(kept, out, strict=True):
             probs[i] = p
-    return BatchResult(probs, valid, t1 - t0, model_s, time.perf_counter() - t1)
+    stats = BatchStats(t1 - t0, model_s, time.perf_counter() - t1, len(windows), len(kept), time.time())
+    return BatchResult(probs, valid, stats)
 
 
 def stitch_block(
@@ -200,7 +211,8 @@ def stitch_block(
         scene_height=sh,
         scene_width=sw,
     )
-    return BlockResult(index, labels, polys, t1 - t0, time.perf_counter() - t1, confidence)
+    stats = tuple(b.stats for b in batches)
+    return BlockResult(index, labels, polys, t1 - t0, time.perf_counter() - t1, confidence, stats)
 
 
 def argmax_classes(probs: np.ndarray) -> np.ndarray:
@@ -255,7 +267,16 @@ class Timings:
     write_s: float = 0.0
     tiles_predicted: int = 0
     tiles_skipped: int = 0
-    first_batch_at: float | None = None  # perf_counter() when the first predicted batch came back
+    first_batch_at: float | None = None  # time.time() when the first batch was predicted
+
+    def add_batch(self, s: BatchStats) -> None:
+        self.read_s += s.read_s
+        self.predict_s += s.predict_s
+        self.predict_task_s += s.task_predict_s
+        self.tiles_predicted += s.predicted
+        self.tiles_skipped += s.tiles - s.predicted
+        if s.predicted and (self.first_batch_at is None or s.finished_at < self.first_batch_at):
+            self.first_batch_at = s.finished_at
 
 
 def execute(
@@ -277,7 +298,8 @@ def execute(
     limit = max_blocks_in_flight or max(4, 2 * nthreads)
     uses = Counter(b for deps in plan.block_deps for b in deps)
     batch_futures: dict[int, object] = {}
-    kind: dict[str, tuple[str, int]] = {}
+    block_of: dict[str, int] = {}
+    counted: set[int] = set()  # batches whose statistics are in ``timings``
     timings = Timings()
     ac = as_completed()
     next_block = 0
@@ -298,8 +320,6 @@ def execute(
                     pure=False,
                 )
                 batch_futures[bi] = fut
-                kind[key] = ("batch", bi)
-                ac.add(fut)
         key = f"block-{run_id}-{b}"
         deps = [batch_futures[bi] for bi in plan.block_deps[b]]
         fut = client.submit(
@@ -317,7 +337,7 @@ def execute(
             key=key,
             pure=False,
         )
-        kind[key] = ("block", b)
+        block_of[key] = b
         ac.add(fut)
 
     while next_block < len(plan.blocks) and next_block < limit:
@@ -325,19 +345,13 @@ def execute(
         next_block += 1
 
     for fut in ac:
-        what, idx = kind.pop(fut.key)
+        idx = block_of.pop(fut.key)
         result = fut.result()
-        if what == "batch":
-            if timings.first_batch_at is None:
-                timings.first_batch_at = time.perf_counter()
-            timings.read_s += result.read_s
-            timings.predict_s += result.predict_s
-            timings.predict_task_s += result.task_predict_s
-            n_pred = sum(p is not None for p in result.probs.values())
-            timings.tiles_predicted += n_pred
-            timings.tiles_skipped += len(result.probs) - n_pred
-            on_tiles(len(result.probs))
-            continue
+        for bi, stats in zip(plan.block_deps[idx], result.batches, strict=True):
+            if bi not in counted:
+                counted.add(bi)
+                timings.add_batch(stats)
+                on_tiles(stats.tiles)
         timings.stitch_s += result.stitch_s
         timings.vectorize_s += result.vectorize_s
         t0 = time.perf_counter()

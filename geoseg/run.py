@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from geoseg.pipeline import NODATA, BlockResult, ModelTask, execute, make_plan
 from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
 from geoseg.rundir import RUN_FILE, check_output, staging_dir
 from geoseg.styles import categorized_polygon_qml
-from geoseg.vectorize import BlockPolygons, merge_seams, polygons_to_frame
+from geoseg.vectorize import SeamMerger, polygons_to_frame
 from tiles import Window
 
 log = logging.getLogger("geoseg")
@@ -76,7 +76,7 @@ def run_scene(cfg: RunConfig, notify=print, cluster: ClusterStart | None = None)
 
 def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     started = datetime.now(timezone.utc)
-    t_start = time.perf_counter()
+    t_start, t_start_wall = time.perf_counter(), time.time()
     scene = open_scene(cfg.scene)
     meta, _ = read_checkpoint_meta(cfg.model)
     names = {c.id: c.name for c in meta.classes}
@@ -111,7 +111,7 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     )
     crs_wkt = scene.geobox.crs.to_wkt()
     tags = {"GEOSEG_MODEL_SHA256": model_sha}
-    seams: list[BlockPolygons] = []
+    seams = SeamMerger(*scene.shape)  # holds seam polygons only until their block rows are merged
 
     with staging_dir(cfg.out) as stage:
         gpkg = stage / GPKG
@@ -128,7 +128,7 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
 
         def on_block(res: BlockResult) -> None:
             sink.add_block(plan.blocks[res.index], res)
-            seams.append(replace(res.polygons, interior=[]))
+            sink.add_polygons(seams.add(res.polygons))
 
         try:
             with cluster.client() as client:
@@ -146,9 +146,10 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
             if not cluster.reuse:
                 cluster.begin_close()  # workers stop while the outputs are finished
             sink.blocks_done()
-            t_vec = time.perf_counter()
-            sink.add_polygons(merge_seams(seams))
-            timings.vectorize_s += time.perf_counter() - t_vec
+            in_blocks_s = seams.merge_s  # spent in on_block, which counts as writing so far
+            sink.add_polygons(seams.finish())
+            timings.vectorize_s += seams.merge_s
+            timings.write_s -= in_blocks_s
             t_write = time.perf_counter()
             sink.finish()
             timings.write_s += time.perf_counter() - t_write
@@ -176,8 +177,10 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
             | {
                 "total_s": total,
                 "tiles": len(plan.grid),
-                # until the first batch came back (cluster, model load, first forward), after the last block
-                "start_s": (timings.first_batch_at or t_last_block) - t_start,
+                # to the first predicted batch (cluster, model load, first forward); after the last block
+                "start_s": timings.first_batch_at - t_start_wall
+                if timings.first_batch_at is not None
+                else t_last_block - t_start,
                 "finish_s": time.perf_counter() - t_last_block,
             },
             started=started,
@@ -237,12 +240,12 @@ class _LandcoverSink(_Sink):
 
     def add_block(self, block: Window, res: BlockResult) -> None:
         self.writer.write(block.row_off, block.col_off, res.labels)
-        self.pending.extend(res.polygons.interior)
-        if len(self.pending) >= POLYGONS_PER_WRITE:
-            self._write_pending()
+        self.add_polygons(res.polygons.interior)
 
     def add_polygons(self, polys: list) -> None:
         self.pending.extend(polys)
+        if len(self.pending) >= POLYGONS_PER_WRITE:
+            self._write_pending()
 
     def blocks_done(self) -> None:
         """Build the COG (GDAL, outside the GIL) while the seam polygons are merged and written."""

@@ -19,8 +19,9 @@ as a whole-raster vectorization.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import geopandas as gpd
 import numpy as np
@@ -720,6 +721,117 @@ def merge_seams(blocks: Iterable[BlockPolygons]) -> Polys:
     geoms, group_of = _merged_polygons(vx, vy, ring_n, ring_group, scene_t)
     result.extend(zip(geoms.tolist(), values[group_of].tolist(), strict=True))
     return result
+
+
+class SeamMerger:
+    """Merges seam polygons as block rows complete, so a run holds only the polygons that reach the lowest
+    complete row (and the blocks of rows still open), not every seam polygon of the scene.
+
+    Blocks arrive in any order. Once the rows above scene row ``frontier`` are all in, their seam polygons
+    are merged; merged polygons that do not reach the frontier are final. Those that do are carried as
+    the seam polygons of one block spanning rows [0, frontier) - the merge result of a sub-raster is the
+    whole-raster vectorization of that sub-raster - and merged again with the rows below. A merge waits
+    until the new seam polygons have at least as many vertices as the carried ones, so a polygon
+    spanning the scene is re-merged a bounded number of times per vertex.
+    """
+
+    def __init__(self, scene_height: int, scene_width: int) -> None:
+        self.height, self.width = scene_height, scene_width
+        self.frontier = 0  # scene rows above this are complete
+        self._row_width: dict[int, int] = {}  # block row offset -> width of its blocks so far
+        self._row_height: dict[int, int] = {}
+        self._waiting: dict[int, list[BlockPolygons]] = {}  # seam polygons of incomplete rows
+        self._ready: list[BlockPolygons] = []  # of complete rows, not merged yet
+        self._ready_vertices = 0
+        self._carry: BlockPolygons | None = None
+        self._carry_vertices = 0
+        self.merge_s = 0.0  # seconds spent merging so far
+
+    def add(self, block: BlockPolygons) -> Polys:
+        """A block's polygons (only its ``seam`` ones are used); returns the polygons now final."""
+        if block.window is None:
+            raise ValueError("SeamMerger needs each block's window")
+        r0, _, bh, bw = block.window
+        if self._row_height.setdefault(r0, bh) != bh:
+            raise ValueError(f"SeamMerger: blocks of row {r0} differ in height")
+        self._row_width[r0] = self._row_width.get(r0, 0) + bw
+        if block.seam:
+            self._waiting.setdefault(r0, []).append(replace(block, interior=[]))
+        while self._row_width.get(self.frontier) == self.width:
+            row = self.frontier
+            self.frontier += self._row_height.pop(row)
+            del self._row_width[row]
+            for b in self._waiting.pop(row, []):
+                self._ready.append(b)
+                self._ready_vertices += _n_vertices(b.seam)
+        if self._ready and self._ready_vertices >= self._carry_vertices:
+            return self._merge()
+        return []
+
+    def held(self) -> int:
+        """Seam polygons held now (carried, or waiting for their row or the next merge)."""
+        waiting = self._ready + [b for row in self._waiting.values() for b in row]
+        return sum(len(b.seam) for b in waiting) + (len(self._carry.seam) if self._carry else 0)
+
+    def finish(self) -> Polys:
+        """The remaining polygons (every block must have been added)."""
+        if self._row_width:
+            raise ValueError(f"SeamMerger: blocks missing in rows {sorted(self._row_width)}")
+        return self._merge()
+
+    def _merge(self) -> Polys:
+        t0 = time.perf_counter()
+        try:
+            return self._merge_ready()
+        finally:
+            self.merge_s += time.perf_counter() - t0
+
+    def _merge_ready(self) -> Polys:
+        blocks = ([self._carry] if self._carry is not None else []) + self._ready
+        merged = merge_seams(blocks)
+        self._ready, self._ready_vertices = [], 0
+        self._carry, self._carry_vertices = None, 0
+        if self.frontier >= self.height or not merged:
+            return merged
+        scene_t = blocks[0].transform
+        geoms = np.array([g for g, _ in merged], dtype=object)
+        open_ = _max_pixel_row(geoms, ~scene_t) > self.frontier - 0.5  # reach the frontier (or may)
+        carried = [merged[i] for i in np.flatnonzero(open_).tolist()]
+        if carried:
+            saddles = _diagonal_contacts(geoms[open_], [v for _, v in carried], ~scene_t)
+            self._carry = BlockPolygons([], carried, scene_t, (0, 0, self.frontier, self.width), saddles)
+            self._carry_vertices = _n_vertices(carried)
+        return [merged[i] for i in np.flatnonzero(~open_).tolist()]
+
+
+def _n_vertices(polys: Polys) -> int:
+    return int(shapely.get_num_coordinates(np.array([g for g, _ in polys], dtype=object)).sum())
+
+
+def _max_pixel_row(geoms: np.ndarray, inverse: Affine) -> np.ndarray:
+    """Largest pixel row of each geometry's CRS bounding box (exact for north-up grids, an upper bound
+    otherwise)."""
+    x0, y0, x1, y1 = shapely.bounds(geoms).T
+    rows = [inverse.d * x + inverse.e * y + inverse.f for x in (x0, x1) for y in (y0, y1)]
+    return np.max(rows, axis=0)
+
+
+def _diagonal_contacts(geoms: np.ndarray, values: list[int], inverse: Affine) -> np.ndarray:
+    """Scene pixel corners (x, y) where rings of two different polygons of one class meet (they can only
+    touch diagonally there: polygons of one class sharing an edge would be one polygon)."""
+    n_rings = shapely.get_num_interior_rings(geoms) + 1
+    x, y, ring_off, poly_off = _pixel_rings(geoms, np.repeat([tuple(inverse[:6])], len(geoms), axis=0))
+    vring = np.repeat(np.arange(len(ring_off) - 1), np.diff(ring_off))
+    poly = np.repeat(np.arange(len(geoms)), n_rings)[vring]
+    edge = np.ones(len(x), bool)
+    edge[ring_off[1:] - 1] = False  # each ring's closing vertex repeats its first
+    span = int(max(x.max(), y.max())) + 2
+    key = (y * span + x)[edge]
+    val = np.asarray(values, np.int64)[poly[edge]]
+    seen = np.unique(np.column_stack((key, val, poly[edge])), axis=0)  # (corner, class, polygon) once each
+    corner, count = np.unique(seen[:, :2], axis=0, return_counts=True)
+    shared = corner[count > 1, 0]
+    return np.column_stack((shared % span, shared // span))
 
 
 # ---------------------------------------------------------------------------------------------- frame

@@ -14,7 +14,7 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import shape
 
 from geoseg.errors import OutputError
-from geoseg.vectorize import merge_seams, polygons_to_frame, vectorize_block
+from geoseg.vectorize import SeamMerger, merge_seams, polygons_to_frame, vectorize_block
 
 from .conftest import LULC_NAMES, ClassRaster
 
@@ -25,6 +25,26 @@ def reference(r: ClassRaster) -> list[tuple[shapely.Geometry, int]]:
 
 
 def blockwise(r: ClassRaster, block: int) -> list[tuple[shapely.Geometry, int]]:
+    return merge_seams(vectorized_blocks(r, block))
+
+
+def rowwise(
+    r: ClassRaster, block: int, seed: int | None = None
+) -> tuple[list[tuple[shapely.Geometry, int]], int]:
+    """Blocks through ``SeamMerger`` in a shuffled order (raster order without ``seed``); also the most
+    seam polygons it held at once."""
+    h, w = r.labels.shape
+    blocks = vectorized_blocks(r, block)
+    order = np.arange(len(blocks)) if seed is None else np.random.default_rng(seed).permutation(len(blocks))
+    merger = SeamMerger(h, w)
+    out, held = [], 0
+    for i in order:
+        out += blocks[i].interior + merger.add(blocks[i])
+        held = max(held, merger.held())
+    return out + merger.finish(), held
+
+
+def vectorized_blocks(r: ClassRaster, block: int) -> list:
     h, w = r.labels.shape
     blocks = []
     for row in range(0, h, block):
@@ -42,7 +62,7 @@ def blockwise(r: ClassRaster, block: int) -> list[tuple[shapely.Geometry, int]]:
                     scene_width=w,
                 )
             )
-    return merge_seams(blocks)
+    return blocks
 
 
 def signature(polys, pixel_area: float) -> list[tuple[int, int, int]]:
@@ -104,6 +124,38 @@ def test_merge_seams_small_blocks_noisy(kampala_classes: ClassRaster) -> None:
     sub = kampala_classes.labels[:300, :370]
     noisy = ClassRaster(quantize(sub * 37 % 251, sub != 0), kampala_classes.transform, kampala_classes.crs, 0)
     assert_same_polygons(noisy, blockwise(noisy, 37))
+
+
+@pytest.mark.parametrize(("block", "seed"), [(25, 0), (37, 1), (64, 2)])
+def test_row_by_row_merge_equals_whole_raster_lulc(lulc: ClassRaster, block: int, seed: int) -> None:
+    polys, _ = rowwise(lulc, block, seed)
+    assert_same_polygons(lulc, polys)
+
+
+def test_row_by_row_merge_kampala_holds_few_polygons(kampala_classes: ClassRaster) -> None:
+    polys, held = rowwise(kampala_classes, 128)
+    assert_same_polygons(kampala_classes, polys)
+    n_seam = sum(len(b.seam) for b in vectorized_blocks(kampala_classes, 128))
+    assert held < n_seam / 3  # not every seam polygon until the end (12 block rows)
+
+
+def test_row_by_row_merge_noisy(kampala_classes: ClassRaster) -> None:
+    from .conftest import quantize
+
+    sub = kampala_classes.labels[:300, :370]
+    noisy = ClassRaster(quantize(sub * 37 % 251, sub != 0), kampala_classes.transform, kampala_classes.crs, 0)
+    polys, _ = rowwise(noisy, 37, seed=4)
+    assert_same_polygons(noisy, polys)
+
+
+def test_row_by_row_merge_needs_every_block(lulc: ClassRaster) -> None:
+    h, w = lulc.labels.shape
+    blocks = vectorized_blocks(lulc, 64)
+    merger = SeamMerger(h, w)
+    for b in blocks[:-1]:
+        merger.add(b)
+    with pytest.raises(ValueError, match="missing"):
+        merger.finish()
 
 
 def test_seam_polygons_touch_internal_block_edges(lulc: ClassRaster) -> None:

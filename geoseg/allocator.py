@@ -25,3 +25,23 @@ def reexec_with_allocator_env(argv: list[str]) -> None:
         return
     env = os.environ | ALLOCATOR_ENV | {"GEOSEG_ALLOCATOR_TUNING": "0"}
     os.execve(sys.executable, [sys.executable, "-m", "geoseg", *argv], env)
+
+
+def release_free_memory() -> bool:
+    """Return the free pages inside the malloc heap to the system (glibc's ``malloc_trim``).
+
+    For processes that do not run the model (a run's client): their heap is left mostly free by
+    deserialized block results, and glibc only gives back what lies at its top. False where glibc
+    is not the allocator.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True

@@ -22,7 +22,7 @@ from geoseg.allocator import ALLOCATOR_ENV
 from geoseg.config import ClusterConfig
 
 # GDAL block cache of worker processes, MB (unless GDAL_CACHEMAX is set).
-WORKER_GDAL_CACHE_MB = "256"
+WORKER_GDAL_CACHE_MB = "64"
 # Imported by every embedded worker as it starts (see geoseg/worker_startup.py).
 WORKER_PRELOAD = "geoseg.worker_startup"
 
@@ -32,8 +32,9 @@ def worker_environ(cfg: ClusterConfig) -> dict[str, str]:
     threads = str(cfg.resolved_torch_threads())
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": "1"})
-    # workers keep scenes open (geoseg.io.raster): a small block cache serves the tile overlaps, while
-    # GDAL's default (5 % of RAM) filled up with blocks that are never read again
+    # workers keep scenes open (geoseg.io.raster): a small block cache serves the tile overlaps (the
+    # blocks of one row of 1024-pixel output blocks: ~50 MB for a 3-band uint8 scene 16384 pixels wide),
+    # while GDAL's default (5 % of RAM) filled up with blocks that are never read again
     env.setdefault("GDAL_CACHEMAX", os.environ.get("GDAL_CACHEMAX", WORKER_GDAL_CACHE_MB))
     if cfg.allocator_tuning:
         env.update(ALLOCATOR_ENV)
@@ -68,6 +69,11 @@ class ClusterStart:
         self._pool: ThreadPoolExecutor | None = None
         self._cluster: Future[LocalCluster] | None = None
         self._closing: Future[None] | None = None
+
+    @property
+    def model_in_this_process(self) -> bool:
+        """Whether the embedded worker, and so the model, runs in this process."""
+        return not self.cfg.scheduler and not self.cfg.processes
 
     def start(self) -> None:
         """Begin starting the embedded cluster (no-op if started or if connecting to a scheduler)."""

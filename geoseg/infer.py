@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from geoseg.engines import Engine, EngineName, make_engine
 from geoseg.models.checkpoint import Checkpoint, load_checkpoint
+from geoseg.offheap import offheap_empty
 from tiles import BlockAccumulator, TileGrid, Window, blend_weights
 
 PAD_MULTIPLE = 32
@@ -85,7 +86,8 @@ class Predictor:
         t0 = time.perf_counter()
         logits = self.engine.run(x)
         probs = torch.softmax(logits[:, :, : out_hw[0], : out_hw[1]].float(), dim=1)
-        out = probs.to(torch.float16).cpu().numpy()
+        out = offheap_empty(tuple(probs.shape), np.float16)  # outlives this pass: kept off the heap
+        torch.from_numpy(out).copy_(probs)
         return out, time.perf_counter() - t0
 
     def predict(self, batch: np.ndarray, valid: np.ndarray) -> np.ndarray:

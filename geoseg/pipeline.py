@@ -30,6 +30,7 @@ from odc.geo.geobox import GeoBox
 
 from geoseg.infer import shared_predictor
 from geoseg.io.raster import Scene, read_valid_mask, read_window
+from geoseg.offheap import offheap_copy
 from geoseg.vectorize import BlockPolygons, vectorize_block
 from tiles import BlockAccumulator, TileGrid, Window, blend_weights, block_windows
 
@@ -149,7 +150,7 @@ def predict_batch(
     kept = [(i, data, valid) for i, data, valid in reads if valid.any()]
     t1 = time.perf_counter()
     probs: dict[int, np.ndarray | None] = {i: None for i, _ in windows}
-    valid = {i: v for i, _, v in reads}
+    valid = {i: offheap_copy(v) for i, _, v in reads}  # kept with the probabilities
     model_s = 0.0
     if kept:
         predictor = shared_predictor(

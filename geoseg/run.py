@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from geoseg.allocator import release_free_memory
 from geoseg.cluster import ClusterStart
 from geoseg.compat import check_value_range, select_bands, work_grid
 from geoseg.config import RunConfig, check_overlap
@@ -128,7 +129,10 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
 
         def on_block(res: BlockResult) -> None:
             sink.add_block(plan.blocks[res.index], res)
-            sink.add_polygons(seams.add(res.polygons))
+            merged = seams.add(res.polygons)
+            sink.add_polygons(merged)
+            if merged and not cluster.model_in_this_process:
+                release_free_memory()  # about once per block row: the blocks' results left the heap free
 
         try:
             with cluster.client() as client:

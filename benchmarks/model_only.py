@@ -44,10 +44,17 @@ def read_tiles(scene: Path, tile: int, overlap: int, n: int) -> tuple[np.ndarray
 
 
 def measure(
-    model: Path, scene: Path, tile: int, overlap: int, batch: int, batches: int, warmup: int
+    model: Path,
+    scene: Path,
+    tile: int,
+    overlap: int,
+    batch: int,
+    batches: int,
+    warmup: int,
+    engine: str = "torch",
 ) -> dict[str, object]:
     """Time ``batches`` forward passes after ``warmup`` untimed ones."""
-    predictor = Predictor(load_checkpoint(model), torch.device("cpu"))
+    predictor = Predictor(load_checkpoint(model), torch.device("cpu"), engine=engine)  # type: ignore[arg-type]
     x, v = read_tiles(scene, tile, overlap, batch)
     for _ in range(warmup):
         predictor.predict(x, v)
@@ -64,6 +71,7 @@ def measure(
         "batches": batches,
         "warmup": warmup,
         "tile_shape": list(x.shape[-2:]),
+        "engine": predictor.engine.name,
     }
 
 
@@ -77,11 +85,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batches", type=int, default=5, help="timed batches")
     ap.add_argument("--warmup", type=int, default=1, help="untimed batches first")
     ap.add_argument("--torch-threads", type=int, default=0, help="torch threads (default: torch's own)")
+    ap.add_argument("--engine", default="torch", help="torch (the reference), onnx, openvino or auto")
     ap.add_argument("--json", type=Path, default=None, help="write the result here as JSON")
     args = ap.parse_args(argv)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    result = measure(args.model, args.scene, args.tile, args.overlap, args.batch, args.batches, args.warmup)
+    result = measure(
+        args.model, args.scene, args.tile, args.overlap, args.batch, args.batches, args.warmup, args.engine
+    )
     result |= {
         "side": "model_only",
         "torch_threads": torch.get_num_threads(),

@@ -128,6 +128,7 @@ class BenchConfig:
     timeout_s: float = 6 * 3600
     peers: int | None = None  # scene size of the peers stage (None: no peers)
     peers_python: Path = PEERS_PYTHON
+    engine: str = "auto"  # geoseg's inference engine (the model-only ceiling is measured with torch too)
 
 
 @dataclass
@@ -338,8 +339,10 @@ def model_args(cfg: BenchConfig, model: Path) -> list[str]:
     ]
 
 
-def run_model_only(cfg: BenchConfig, model: Path, scene: Path, tuned: bool, work: Path) -> SideRun:
-    out = work / f"model_only_{allocator_label(tuned)}.json"
+def run_model_only(
+    cfg: BenchConfig, model: Path, scene: Path, tuned: bool, work: Path, engine: str = "torch"
+) -> SideRun:
+    out = work / f"model_only_{allocator_label(tuned)}_{engine}.json"
     cmd = [
         sys.executable,
         str(ROOT / "benchmarks" / "model_only.py"),
@@ -352,6 +355,8 @@ def run_model_only(cfg: BenchConfig, model: Path, scene: Path, tuned: bool, work
         str(cfg.warmup),
         "--torch-threads",
         str(cfg.torch_threads),
+        "--engine",
+        engine,
         "--json",
         str(out),
     ]
@@ -379,6 +384,8 @@ def run_geoseg(cfg: BenchConfig, model: Path, scene: Path, out: Path) -> SideRun
         str(cfg.torch_threads),
         "--device",
         "cpu",
+        "--engine",
+        cfg.engine,
         "--no-resample",
         "--overwrite",
         "--no-progress",
@@ -688,8 +695,14 @@ def run_benchmark(cfg: BenchConfig) -> dict:
             allocator_label(t): run_model_only(cfg, model, scenes[cfg.sizes[0]], t, tmp)
             for t in (True, False)
         }
+        if cfg.engine != "torch":  # the ceiling of the engine geoseg runs, beside the torch reference
+            model_runs[f"tuned, engine {cfg.engine}"] = run_model_only(
+                cfg, model, scenes[cfg.sizes[0]], True, tmp, cfg.engine
+            )
         results["model_only"] = {k: asdict(v) for k, v in model_runs.items()}
         ceiling = model_runs["tuned"].report["tiles_per_s"]
+        same_engine = model_runs.get(f"tuned, engine {cfg.engine}", model_runs["tuned"])
+        ceiling_same_engine = same_engine.report["tiles_per_s"]
 
         results["scenes"] = []
         for size, scene in scenes.items():
@@ -736,6 +749,7 @@ def run_benchmark(cfg: BenchConfig) -> dict:
                     },
                     "ratios": {
                         "geoseg_over_model_only": rates["geoseg"] / ceiling,
+                        "geoseg_over_model_only_same_engine": rates["geoseg"] / ceiling_same_engine,
                         "geoseg_over_naive_tuned": rates["geoseg"] / rates["naive_tuned"],
                         "geoseg_over_naive_default": rates["geoseg"] / rates["naive_default"],
                         "naive_tuned_rss_over_geoseg_rss": naive["tuned"].peak_rss_mib / geoseg.peak_rss_mib,
@@ -885,15 +899,17 @@ def format_tables(results: dict) -> str:
         "",
         "### Ratios",
         "",
-        "| scene | (b)/(a) tiles/s | (b)/(c tuned) | (b)/(c default) | peak RSS MiB geoseg / naive tuned / "
-        "naive default | label agreement b vs c |",
-        "|---|---:|---:|---:|---|---:|",
+        "| scene | (b)/(a) tiles/s, (a) = torch | (b)/(a), (a) = geoseg's engine | (b)/(c tuned) "
+        "| (b)/(c default) | peak RSS MiB geoseg / naive tuned / naive default | label agreement b vs c |",
+        "|---|---:|---:|---:|---:|---|---:|",
     ]
     for sc in results["scenes"]:
         ra, s = sc["ratios"], sc["sides"]
         rss = " / ".join(f"{s[k]['peak_rss_mib']:.0f}" for k in ("geoseg", "naive_tuned", "naive_default"))
+        same = ra.get("geoseg_over_model_only_same_engine", ra["geoseg_over_model_only"])
         lines.append(
-            f"| {sc['size']}² | {ra['geoseg_over_model_only']:.2f} | {ra['geoseg_over_naive_tuned']:.2f} | "
+            f"| {sc['size']}² | {ra['geoseg_over_model_only']:.2f} | {same:.2f} | "
+            f"{ra['geoseg_over_naive_tuned']:.2f} | "
             f"{ra['geoseg_over_naive_default']:.2f} | {rss} | "
             f"{sc['label_agreement_geoseg_vs_naive']:.3f} |"
         )
@@ -985,6 +1001,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]
         help="time an untrained smp Unet with this encoder instead (e.g. resnet18, the issue's reference)",
     )
     ap.add_argument("--model-batches", type=int, default=5, help="timed batches of the model-only side")
+    ap.add_argument("--engine", default="auto", help="geoseg's --engine (default: auto)")
     ap.add_argument(
         "--cache",
         type=Path,
@@ -1028,6 +1045,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]
         keep=args.keep,
         peers=args.peers,
         peers_python=args.peers_python.expanduser().absolute(),  # not resolve(): keep the venv's symlink
+        engine=args.engine,
     )
     return cfg, args
 

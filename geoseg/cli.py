@@ -47,7 +47,9 @@ def run(
     bands: Annotated[str | None, typer.Option(help="1-based bands to use, e.g. 1,2,3")] = None,
     resample: Annotated[bool, typer.Option(help="resample scenes whose GSD differs from the model's")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
-    engine: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime; CPU only)")] = "torch",
+    engine: Annotated[
+        str, typer.Option(help="auto (openvino on CPU where installed, else torch), torch, onnx or openvino")
+    ] = "auto",
     amp: Annotated[bool, typer.Option(help="float16 autocast on CUDA devices")] = True,
     workers: Annotated[int | None, typer.Option(help="LocalCluster workers")] = None,
     processes: Annotated[

@@ -64,8 +64,10 @@ class RunConfig(BaseModel):
     resample: bool = Field(True, description="resample scenes whose GSD differs from the model's")
     device: str = "auto"
     amp: bool = Field(True, description="float16 autocast on CUDA devices (no effect on the CPU)")
-    engine: Literal["torch", "onnx"] = Field(
-        "torch", description="inference engine: torch, or onnx (ONNX Runtime, CPU workers)"
+    engine: Literal["auto", "torch", "onnx", "openvino"] = Field(
+        "auto",
+        description="inference engine: auto (openvino on CPU workers where installed, else torch), torch, "
+        "onnx (ONNX Runtime) or openvino",
     )
     overwrite: bool = False
     progress: bool = True

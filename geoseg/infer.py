@@ -103,7 +103,7 @@ def get_predictor(
     checkpoint_path: str,
     device: str = "auto",
     torch_threads: int = 0,
-    engine: EngineName = "torch",
+    engine: EngineName = "auto",
     amp: bool = True,
 ) -> Predictor:
     """The worker-process-wide predictor for a checkpoint and engine (loaded once per process).
@@ -123,7 +123,7 @@ def shared_predictor(
     checkpoint_path: str | os.PathLike[str],
     device: str = "auto",
     torch_threads: int = 0,
-    engine: EngineName = "torch",
+    engine: EngineName = "auto",
     amp: bool = True,
 ) -> Predictor:
     """Thread-safe access to ``get_predictor`` (two tasks must not load the same model twice)."""

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from affine import Affine
@@ -45,7 +45,7 @@ class ModelTask:
     device: str
     torch_threads: int
     class_ids: tuple[int, ...]
-    engine: str = "torch"
+    engine: str = "auto"
     amp: bool = True
 
 
@@ -117,6 +117,7 @@ class BatchStats:
     tiles: int
     predicted: int  # tiles with valid pixels (the others were skipped)
     finished_at: float  # time.time() on the worker
+    engine: str = ""  # the engine that ran it (``auto`` resolved)
 
 
 @dataclass
@@ -151,15 +152,17 @@ def predict_batch(
     t1 = time.perf_counter()
     probs: dict[int, np.ndarray | None] = {i: None for i, _ in windows}
     valid = {i: offheap_copy(v) for i, _, v in reads}  # kept with the probabilities
-    model_s = 0.0
+    model_s, engine = 0.0, ""
     if kept:
         predictor = shared_predictor(
             model.checkpoint, model.device, model.torch_threads, model.engine, model.amp
         )
+        engine = predictor.engine.name
         out, model_s = predictor.predict_timed(np.stack([k[1] for k in kept]), np.stack([k[2] for k in kept]))
         for (i, _, _), p in zip(kept, out, strict=True):
             probs[i] = p
-    stats = BatchStats(t1 - t0, model_s, time.perf_counter() - t1, len(windows), len(kept), time.time())
+    t2 = time.perf_counter()
+    stats = BatchStats(t1 - t0, model_s, t2 - t1, len(windows), len(kept), time.time(), engine)
     return BatchResult(probs, valid, stats)
 
 
@@ -269,6 +272,7 @@ class Timings:
     tiles_predicted: int = 0
     tiles_skipped: int = 0
     first_batch_at: float | None = None  # time.time() when the first batch was predicted
+    engines: set[str] = field(default_factory=set)  # that ran the batches
 
     def add_batch(self, s: BatchStats) -> None:
         self.read_s += s.read_s
@@ -276,6 +280,8 @@ class Timings:
         self.predict_task_s += s.task_predict_s
         self.tiles_predicted += s.predicted
         self.tiles_skipped += s.tiles - s.predicted
+        if s.engine:
+            self.engines.add(s.engine)
         if s.predicted and (self.first_batch_at is None or s.finished_at < self.first_batch_at):
             self.first_batch_at = s.finished_at
 

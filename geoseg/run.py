@@ -174,10 +174,11 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
             | {
                 "bands": bands,
                 "work_grid": None if work is None else [int(work.shape.y), int(work.shape.x)],
+                "engines_used": sorted(timings.engines),
                 "fingerprint": fp,
             },
             model={"path": str(cfg.model), "sha256": model_sha, "metadata": meta.model_dump(mode="json")},
-            timing=asdict(timings, dict_factory=lambda kv: {k: v for k, v in kv if k != "first_batch_at"})
+            timing=asdict(timings, dict_factory=lambda kv: {k: v for k, v in kv if k not in TIMING_EXTRA})
             | {
                 "total_s": total,
                 "tiles": len(plan.grid),
@@ -201,6 +202,9 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
         seconds=total,
         notice=notice,
     )
+
+
+TIMING_EXTRA = ("first_batch_at", "engines")  # Timings fields that are not durations or counts
 
 
 class _Sink:

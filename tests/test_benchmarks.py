@@ -44,9 +44,11 @@ def test_short_benchmark_runs_all_sides(tmp_path):
     assert (tmp_path / "cache" / "kampala_mirror_512_v1.tif").is_file()
 
     model_only = results["model_only"]
-    assert set(model_only) == {"tuned", "default"}
+    assert set(model_only) == {"tuned", "default", "tuned, engine auto"}  # torch, and geoseg's engine
     for run in model_only.values():
         assert run["report"]["tiles_per_s"] > 0 and run["peak_rss_mib"] > 0
+    assert model_only["tuned"]["report"]["engine"] == "torch"
+    assert model_only["tuned, engine auto"]["report"]["engine"] == "openvino"
     assert model_only["tuned"]["malloc_env"]["main"] == bench._format_env(bench.ALLOCATOR_ENV)
     assert model_only["default"]["malloc_env"]["main"] == "(none)"
 
@@ -63,6 +65,7 @@ def test_short_benchmark_runs_all_sides(tmp_path):
     assert sides["naive_tuned"]["report"]["tiles"] == 9
     for value in scene["ratios"].values():
         assert isinstance(value, float) and math.isfinite(value) and value > 0
+    assert "geoseg_over_model_only_same_engine" in scene["ratios"]
     assert 0.5 < scene["label_agreement_geoseg_vs_naive"] <= 1.0
 
     text = md.read_text()

@@ -1,6 +1,7 @@
-"""Inference engines: ONNX Runtime agrees with the torch reference on real imagery; the export is cached.
+"""Inference engines: ONNX Runtime and OpenVINO agree with the torch reference on real imagery; exports
+are cached.
 
-Tolerance (onnx vs torch float32, bundled model, real Kampala tiles): max |Δp| < 1e-4 on float32
+Tolerance (onnx or openvino vs torch float32, bundled model, real Kampala tiles): max |Δp| < 1e-4 on float32
 softmax probabilities, < 1e-3 on the float16 probabilities ``Predictor.predict`` returns (float16
 spacing just below 1 is 4.9e-4), and >= 99.9 % of pixels with the same argmax class.
 """
@@ -18,7 +19,15 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from geoseg.engines import OnnxEngine, TorchEngine, make_engine, model_key, onnx_path
+from geoseg.engines import (
+    OnnxEngine,
+    OpenVinoEngine,
+    TorchEngine,
+    make_engine,
+    model_key,
+    onnx_path,
+    openvino_path,
+)
 from geoseg.infer import Predictor, shared_predictor
 from geoseg.models.checkpoint import load_checkpoint
 from tests.conftest import KAMPALA, LANDCOVER_MODEL, crop_geotiff
@@ -73,6 +82,52 @@ def test_onnx_predictions_match_torch_on_real_imagery(onnx_cache, kampala_batch)
     assert np.abs(out.astype(np.float32) - out_ref.astype(np.float32)).max() < 1e-3
 
 
+def test_openvino_predictions_match_torch_on_real_imagery(onnx_cache, kampala_batch):
+    pytest.importorskip("openvino")
+    x, v = kampala_batch
+    ref = Predictor(load_checkpoint(LANDCOVER_MODEL), CPU)
+    ov = Predictor(load_checkpoint(LANDCOVER_MODEL), CPU, engine="openvino")
+    assert isinstance(ov.engine, OpenVinoEngine)
+    p_ref, p = float_probs(ref, x, v), float_probs(ov, x, v)
+    assert p.shape == (2, 5, 288, 320)  # dynamic batch, height and width
+    assert np.abs(p - p_ref).max() < 1e-4
+    assert (p.argmax(1) == p_ref.argmax(1)).mean() >= 0.999
+    out_ref, out = ref.predict(x, v), ov.predict(x, v)
+    assert out.dtype == np.float16
+    assert np.abs(out.astype(np.float32) - out_ref.astype(np.float32)).max() < 1e-3
+
+
+def test_openvino_conversion_is_cached_reused_and_redone_when_damaged(onnx_cache, tmp_path):
+    pytest.importorskip("openvino")
+    ckpt = load_checkpoint(LANDCOVER_MODEL)
+    first = OpenVinoEngine(ckpt, threads=1, cache=tmp_path)
+    path = openvino_path(ckpt, tmp_path)
+    assert first.converted and first.path == path and path.with_suffix(".bin").is_file()
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.with_suffix(".bin").name, path.name]
+    mtime = path.stat().st_mtime_ns
+    again = OpenVinoEngine(ckpt, threads=1, cache=tmp_path)
+    assert not again.converted and path.stat().st_mtime_ns == mtime
+    x = torch.randn(1, 3, 64, 96)
+    expected = first.run(x)
+    path.write_text("<not an IR/>")
+    redone = OpenVinoEngine(ckpt, threads=1, cache=tmp_path)
+    assert redone.converted and torch.allclose(redone.run(x), expected)
+
+
+def test_auto_engine_falls_back_to_torch(monkeypatch):
+    ckpt = load_checkpoint(LANDCOVER_MODEL)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    assert isinstance(make_engine("auto", ckpt, CPU), TorchEngine)
+    monkeypatch.undo()
+    pytest.importorskip("openvino")
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("cannot convert")
+
+    monkeypatch.setattr(OpenVinoEngine, "__init__", fails)  # a model the converter rejects
+    assert isinstance(make_engine("auto", ckpt, CPU), TorchEngine)
+
+
 def test_onnx_export_is_cached_and_reused(onnx_cache):
     path, mtime = onnx_cache  # exported once by the fixture
     ckpt = load_checkpoint(LANDCOVER_MODEL)
@@ -109,6 +164,8 @@ def test_engine_choice_errors(monkeypatch, tmp_path):
     ckpt = load_checkpoint(LANDCOVER_MODEL)
     with pytest.raises(ValueError, match="CPU only"):
         make_engine("onnx", ckpt, torch.device("cuda"))
+    with pytest.raises(ValueError, match="openvino engine runs on CPU only"):
+        make_engine("openvino", ckpt, torch.device("cuda"))
     with pytest.raises(ValueError, match="unknown engine"):
         make_engine("tensorrt", ckpt, CPU)  # type: ignore[arg-type]
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if it were not installed: needed to export
@@ -120,7 +177,7 @@ def test_engine_choice_errors(monkeypatch, tmp_path):
 
 
 def test_shared_predictor_passes_the_engine_through(onnx_cache):
-    assert shared_predictor(LANDCOVER_MODEL, "cpu").engine.name == "torch"
+    assert shared_predictor(LANDCOVER_MODEL, "cpu", 0, "torch").engine.name == "torch"
     predictor = shared_predictor(LANDCOVER_MODEL, "cpu", 0, "onnx")
     assert predictor.engine.name == "onnx"
     assert predictor is shared_predictor(LANDCOVER_MODEL, "cpu", 0, engine="onnx")

@@ -185,12 +185,20 @@ def test_model_is_loaded_once_per_worker(kampala_run, dask_cluster, tmp_path):
         assert hits > before[worker][1]  # ... and reused by this run's batches
 
 
-def test_onnx_engine_gives_the_same_map(kampala_run, tmp_path, dask_cluster):
+def test_default_engine_is_openvino_on_cpu_workers(kampala_run):
     out, _ = kampala_run
-    onnx_out = tmp_path / "onnx"
-    run_scene(config(KAMPALA, onnx_out, dask_cluster, engine="onnx"), notify=lambda m: None)
-    with rasterio.open(out / "landcover.tif") as a, rasterio.open(onnx_out / "landcover.tif") as b:
+    params = json.loads((out / "run.json").read_text())["properties"]["geoseg:parameters"]
+    assert params["engine"] == "auto" and params["engines_used"] == ["openvino"]
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_engines_give_the_same_map(kampala_run, tmp_path, dask_cluster, engine):
+    """The default (openvino) run against the torch reference and ONNX Runtime: same classes."""
+    out, _ = kampala_run
+    other = tmp_path / engine
+    run_scene(config(KAMPALA, other, dask_cluster, engine=engine), notify=lambda m: None)
+    with rasterio.open(out / "landcover.tif") as a, rasterio.open(other / "landcover.tif") as b:
         agree = (a.read(1) == b.read(1)).mean()
     assert agree > 0.999
-    record = json.loads((onnx_out / "run.json").read_text())
-    assert record["properties"]["geoseg:parameters"]["engine"] == "onnx"
+    params = json.loads((other / "run.json").read_text())["properties"]["geoseg:parameters"]
+    assert params["engine"] == engine and params["engines_used"] == [engine]

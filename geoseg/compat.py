@@ -8,7 +8,7 @@ from odc.geo.geobox import GeoBox
 
 from geoseg.errors import ModelMismatchError
 from geoseg.io.raster import Scene
-from geoseg.models.checkpoint import CheckpointMeta
+from geoseg.models.meta import CheckpointMeta
 
 INTEGER_RANGES = {"uint8": (0, 255), "uint16": (0, 65535), "int16": (-32768, 32767)}
 

@@ -28,7 +28,6 @@ from affine import Affine
 from distributed import Client, as_completed
 from odc.geo.geobox import GeoBox
 
-from geoseg.infer import shared_predictor
 from geoseg.io.raster import Scene, read_valid_mask, read_window
 from geoseg.offheap import offheap_copy
 from geoseg.vectorize import BlockPolygons, vectorize_block
@@ -154,6 +153,8 @@ def predict_batch(
     valid = {i: offheap_copy(v) for i, _, v in reads}  # kept with the probabilities
     model_s, engine = 0.0, ""
     if kept:
+        from geoseg.infer import shared_predictor  # torch: workers only (preloaded there)
+
         predictor = shared_predictor(
             model.checkpoint, model.device, model.torch_threads, model.engine, model.amp
         )

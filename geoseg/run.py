@@ -21,7 +21,7 @@ from geoseg.errors import ModelMismatchError
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import Scene, open_scene
 from geoseg.io.vector import write_layer, write_layer_styles
-from geoseg.models.checkpoint import CheckpointMeta, file_sha256, read_checkpoint_meta
+from geoseg.models.meta import CheckpointMeta, file_sha256, read_meta
 from geoseg.pipeline import NODATA, BlockResult, ModelTask, execute, make_plan
 from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
 from geoseg.rundir import RUN_FILE, check_output, staging_dir
@@ -79,7 +79,7 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     started = datetime.now(timezone.utc)
     t_start, t_start_wall = time.perf_counter(), time.time()
     scene = open_scene(cfg.scene)
-    meta, _ = read_checkpoint_meta(cfg.model)
+    meta = read_meta(cfg.model)
     names = {c.id: c.name for c in meta.classes}
     if meta.task == "buildings" and "building" not in names.values():
         raise ModelMismatchError(f"{cfg.model}: a buildings model needs a class named 'building'")

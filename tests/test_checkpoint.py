@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from geoseg.errors import CheckpointError
 from geoseg.models import CheckpointMeta, ClassInfo, build_model, load_checkpoint, save_checkpoint
 from geoseg.models.checkpoint import Normalization, read_checkpoint_meta
+from geoseg.models.meta import read_meta
 from geoseg.models.registry import ARCHITECTURES
 
-from .conftest import LANDCOVER_MODEL
+from .conftest import BUILDINGS_MODEL, LANDCOVER_MODEL
 
 
 def tiny_meta(**kw) -> CheckpointMeta:
@@ -61,10 +65,33 @@ def test_bad_checkpoints_raise(tmp_path, content, message):
         torch.save({"weights": torch.zeros(2)}, path)
     else:
         path.write_bytes(content)
-    with pytest.raises(CheckpointError, match=message):
-        load_checkpoint(path)
-    with pytest.raises(CheckpointError, match="no such checkpoint"):
-        load_checkpoint(tmp_path / "missing.pt")
+    for read in (load_checkpoint, read_meta):
+        with pytest.raises(CheckpointError, match=message):
+            read(path)
+        with pytest.raises(CheckpointError, match="no such checkpoint"):
+            read(tmp_path / "missing.pt")
+
+
+def test_metadata_read_without_torch_equals_torch_load(tmp_path):
+    meta = tiny_meta(arch_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 8]}, metrics={"miou": 0.5})
+    model = build_model(meta.arch, meta.encoder, meta.in_channels, 2, **meta.arch_kwargs)
+    trained = save_checkpoint(model, meta, tmp_path / "m.pt")
+    for path in (trained, LANDCOVER_MODEL, BUILDINGS_MODEL):
+        assert read_meta(path) == read_checkpoint_meta(path)[0]
+    script = f"import sys; from geoseg.models.meta import read_meta; m = read_meta({str(trained)!r}); "
+    script += "import geoseg.run; print(m.task, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["landcover", "False"]  # the client checks inputs without importing torch
+    legacy = tmp_path / "legacy.pt"  # torch's pre-zip format: read with torch
+    torch.save(torch.load(trained, weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    assert read_meta(legacy) == meta
+    damaged = tmp_path / "damaged.pt"
+    data = bytearray(trained.read_bytes())
+    start = data.find(b"geoseg-checkpoint")
+    data[start : start + 6] = b"\xff" * 6  # inside data.pkl: the archive's CRC check fails
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="not a readable geoseg checkpoint"):
+        read_meta(damaged)
 
 
 def test_registry_builds_every_architecture_without_downloads():

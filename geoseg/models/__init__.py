@@ -1,14 +1,24 @@
-"""Model registry and checkpoint format."""
+"""Model registry and checkpoint format (torch is imported only for what needs it)."""
 
-from geoseg.models.checkpoint import Checkpoint, CheckpointMeta, ClassInfo, load_checkpoint, save_checkpoint
-from geoseg.models.registry import ARCHITECTURES, build_model
+from __future__ import annotations
 
-__all__ = [
-    "ARCHITECTURES",
-    "Checkpoint",
-    "CheckpointMeta",
-    "ClassInfo",
-    "build_model",
-    "load_checkpoint",
-    "save_checkpoint",
-]
+import importlib
+from typing import Any
+
+from geoseg.models.meta import CheckpointMeta, ClassInfo
+
+_LAZY = {
+    "ARCHITECTURES": "geoseg.models.registry",
+    "build_model": "geoseg.models.registry",
+    "Checkpoint": "geoseg.models.checkpoint",
+    "load_checkpoint": "geoseg.models.checkpoint",
+    "save_checkpoint": "geoseg.models.checkpoint",
+}
+
+__all__ = ["CheckpointMeta", "ClassInfo", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,68 +5,24 @@ Loaded with ``torch.load(weights_only=True)``: only tensors and plain Python val
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field, ValidationError
 
 from geoseg.errors import CheckpointError
+from geoseg.models.meta import (  # noqa: F401 - re-exported
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointMeta,
+    ClassInfo,
+    Normalization,
+    file_sha256,
+    validate_payload,
+)
 from geoseg.models.registry import build_model
 from geoseg.rundir import atomic_path
-
-FORMAT = "geoseg-checkpoint"
-FORMAT_VERSION = 1
-
-
-class ClassInfo(BaseModel):
-    """A class the model predicts: raster value, name and display colour."""
-
-    id: int = Field(ge=1, le=254)
-    name: str
-    color: str = Field(pattern=r"^#[0-9A-Fa-f]{6}$")
-
-    @property
-    def rgb(self) -> tuple[int, int, int]:
-        c = self.color.lstrip("#")
-        return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
-
-
-class Normalization(BaseModel):
-    """Per-band statistics in the input's own units: ``(x - mean) / std``."""
-
-    mean: list[float]
-    std: list[float]
-
-
-class CheckpointMeta(BaseModel):
-    """Everything geoseg needs to know to apply a model to a scene."""
-
-    task: Literal["landcover", "buildings"]
-    arch: str
-    encoder: str
-    arch_kwargs: dict[str, Any] = {}
-    in_channels: int = Field(ge=1)
-    bands: list[str]
-    input_dtype: str
-    value_range: tuple[float, float]
-    normalization: Normalization
-    classes: list[ClassInfo]
-    tile_size: int = 512
-    overlap: int = Field(
-        64, ge=0, description="tile overlap that makes tiled output match whole-image output"
-    )
-    gsd_m: float | None = None
-    gsd_tolerance: float = 2.0
-    training_data_sha256: str = ""
-    metrics: dict[str, float] = {}
-    notes: str = ""
-
-    def class_by_id(self) -> dict[int, ClassInfo]:
-        return {c.id: c for c in self.classes}
 
 
 @dataclass
@@ -77,14 +33,6 @@ class Checkpoint:
     meta: CheckpointMeta
     sha256: str
     path: Path
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_checkpoint(model: torch.nn.Module, meta: CheckpointMeta, path: str | os.PathLike[str]) -> Path:
@@ -114,15 +62,7 @@ def read_checkpoint_meta(path: str | os.PathLike[str]) -> tuple[CheckpointMeta, 
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for corrupt files
         raise CheckpointError(f"{path}: not a readable geoseg checkpoint ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a geoseg checkpoint")
-    if payload.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {payload.get('version')} is not supported")
-    try:
-        meta = CheckpointMeta.model_validate(payload["meta"])
-    except ValidationError as exc:
-        raise CheckpointError(f"{path}: invalid checkpoint metadata: {exc.errors()[0]['msg']}") from None
-    return meta, payload["state_dict"]
+    return validate_payload(path, payload), payload["state_dict"]
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Checkpoint:

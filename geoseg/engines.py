@@ -99,6 +99,7 @@ def model_key(checkpoint: Checkpoint) -> str:
     """The checkpoint file's SHA-256, or (for an in-memory checkpoint without one) that of its weights."""
     if checkpoint.sha256:
         return checkpoint.sha256
+    assert checkpoint.model is not None
     h = hashlib.sha256(repr((checkpoint.meta.arch, checkpoint.meta.encoder)).encode())
     for k, v in sorted(checkpoint.model.state_dict().items()):
         h.update(k.encode())
@@ -134,9 +135,11 @@ def export_onnx(model: torch.nn.Module, in_channels: int, path: Path) -> Path:
     return path
 
 
-def openvino_path(checkpoint: Checkpoint, cache: Path | None = None) -> Path:
-    """Where the checkpoint's OpenVINO IR (``.xml``, weights in the ``.bin`` beside it) is cached."""
-    name = f"{model_key(checkpoint)}-v{OPENVINO_CONVERT_VERSION}.xml"
+def openvino_path(checkpoint: Checkpoint | str, cache: Path | None = None) -> Path:
+    """Where the checkpoint's OpenVINO IR (``.xml``, weights in the ``.bin`` beside it) is cached
+    (``checkpoint``: a checkpoint or its file's SHA-256)."""
+    key = checkpoint if isinstance(checkpoint, str) else model_key(checkpoint)
+    name = f"{key}-v{OPENVINO_CONVERT_VERSION}.xml"
     return (cache or cache_dir()) / "openvino" / name
 
 
@@ -215,20 +218,28 @@ class OpenVinoEngine:
         self.path = openvino_path(checkpoint, cache)
         self.converted = False
         core = ov.Core()
-        if not (self.path.is_file() and self.path.with_suffix(".bin").is_file()):
+        if not self.cached(self.path):
+            if checkpoint.model is None:
+                raise FileNotFoundError(f"{self.path}: no converted model, and no torch model to convert")
             self._convert(checkpoint, ov)
         try:
             model = core.read_model(str(self.path))
         except RuntimeError:  # a damaged cache file
-            if self.converted:
+            if self.converted or checkpoint.model is None:
                 raise
             self._convert(checkpoint, ov)
             model = core.read_model(str(self.path))
         config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY"}
         self.request = core.compile_model(model, "CPU", config).create_infer_request()
 
+    @staticmethod
+    def cached(path: Path) -> bool:
+        """Whether a converted model (``.xml`` and its ``.bin``) is at ``path``."""
+        return path.is_file() and path.with_suffix(".bin").is_file()
+
     def _convert(self, checkpoint: Checkpoint, ov: Any) -> None:
         model = checkpoint.model
+        assert model is not None
         device = next(model.parameters()).device
         example = torch.zeros(1, checkpoint.meta.in_channels, 64, 64)
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from dataclasses import replace
 
@@ -112,6 +113,27 @@ def test_openvino_conversion_is_cached_reused_and_redone_when_damaged(onnx_cache
     path.write_text("<not an IR/>")
     redone = OpenVinoEngine(ckpt, threads=1, cache=tmp_path)
     assert redone.converted and torch.allclose(redone.run(x), expected)
+
+
+def test_cached_conversion_runs_without_the_model_libraries(onnx_cache, kampala_batch):
+    """A worker whose model is already converted does not build the torch model (no smp import)."""
+    pytest.importorskip("openvino")
+    x, v = kampala_batch
+    first = Predictor(load_checkpoint(LANDCOVER_MODEL), CPU, engine="openvino")  # converts into the cache
+    script = (
+        "import sys, numpy as np; from geoseg.infer import get_predictor; "
+        f"p = get_predictor({str(LANDCOVER_MODEL)!r}, 'cpu', 1, 'auto'); "
+        f"x = np.load({str(onnx_cache[0].parent.parent / 'x.npy')!r}); "
+        "np.save(sys.argv[1], p.predict(x, np.ones((len(x), *x.shape[2:]), bool))); "
+        "print(p.engine.name, p.model is None, 'segmentation_models_pytorch' in sys.modules)"
+    )
+    np.save(onnx_cache[0].parent.parent / "x.npy", x)
+    out_file = onnx_cache[0].parent.parent / "out.npy"
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(out_file)], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["openvino", "True", "False"]
+    assert np.array_equal(np.load(out_file), first.predict(x, v))
 
 
 def test_auto_engine_falls_back_to_torch(monkeypatch):

@@ -27,9 +27,12 @@ from geoseg.rundir import atomic_path
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the model in eval mode, its metadata and the file's SHA-256."""
+    """A loaded checkpoint: the model in eval mode, its metadata and the file's SHA-256.
 
-    model: torch.nn.Module
+    ``model`` is ``None`` where an engine runs a converted copy and the torch model was not built.
+    """
+
+    model: torch.nn.Module | None
     meta: CheckpointMeta
     sha256: str
     path: Path

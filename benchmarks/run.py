@@ -101,6 +101,10 @@ PEER_NOTES = [
     "torchgeo's last chips run past the top/right edge instead of being shifted inside.",
     "- (b) / best peer: geoseg's tiles/s over the fastest peer's under the same allocator setting of the "
     "peers (geoseg always tunes its own workers).",
+    "- Engines: geoseg runs its default `--engine auto` (OpenVINO on CPU workers, `engines_used` in its "
+    "run.json); the naive script (geoseg's `Predictor`), the peers and the first two model-only rows run "
+    "PyTorch (the reference); the model-only row 'engine auto' is geoseg's engine alone. (b)/(a) is given "
+    "against both ceilings.",
 ]
 
 

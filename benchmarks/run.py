@@ -675,6 +675,17 @@ def git_commit() -> str:
         return "unknown"
 
 
+def run_geoseg_checked(
+    cfg: BenchConfig, model: Path, scene: Path, shape: tuple[int, int], tiles: int, out: Path
+) -> SideRun:
+    """``run_geoseg``, then check its class raster's shape and that it ran the benchmark's tiles."""
+    geoseg = run_geoseg(cfg, model, scene, out)
+    check_raster(out / "landcover.tif", shape)
+    if geoseg.report.get("tiles", tiles) != tiles:
+        raise BenchmarkError(f"geoseg ran {geoseg.report['tiles']} tiles, the benchmark counts {tiles}")
+    return geoseg
+
+
 def run_benchmark(cfg: BenchConfig) -> dict:
     """Run all sides for every scene size (and the peers stage); returns a JSON-serialisable dict."""
     check_peers_python(cfg)
@@ -718,12 +729,7 @@ def run_benchmark(cfg: BenchConfig) -> dict:
             work = tmp / f"scene_{size}"
             work.mkdir()
             geoseg_out = work / "geoseg"
-            geoseg = run_geoseg(cfg, model, scene, geoseg_out)
-            check_raster(geoseg_out / "landcover.tif", shape)
-            if geoseg.report.get("tiles", tiles) != tiles:
-                raise BenchmarkError(
-                    f"geoseg ran {geoseg.report['tiles']} tiles, the benchmark counts {tiles}"
-                )
+            geoseg = run_geoseg_checked(cfg, model, scene, shape, tiles, geoseg_out)
             naive = {}
             for tuned in (True, False):
                 out = work / f"naive_{allocator_label(tuned)}.tif"
@@ -771,12 +777,7 @@ def run_benchmark(cfg: BenchConfig) -> dict:
             work = tmp / f"peers_{cfg.peers}"
             work.mkdir()
             geoseg_out = work / "geoseg"
-            geoseg = run_geoseg(cfg, model, peer_scene, geoseg_out)
-            check_raster(geoseg_out / "landcover.tif", shape)
-            if geoseg.report.get("tiles", tiles) != tiles:
-                raise BenchmarkError(
-                    f"geoseg ran {geoseg.report['tiles']} tiles, the benchmark counts {tiles}"
-                )
+            geoseg = run_geoseg_checked(cfg, model, peer_scene, shape, tiles, geoseg_out)
             results["peers"] = run_peers(
                 cfg, model, peer_scene, shape, tiles, geoseg, geoseg_out, work, False
             )

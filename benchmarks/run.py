@@ -190,17 +190,17 @@ class TreeSampler(threading.Thread):
     @property
     def envs(self) -> dict[str, set[str]]:
         """MALLOC_* settings by process role."""
-        out: dict[str, set[str]] = {}
-        for role, malloc, _ in self._env_of.values():
-            out.setdefault(role, set()).add(malloc)
-        return out
+        return self._by_role(1)
 
     @property
     def thread_envs(self) -> dict[str, set[str]]:
         """OMP_*/MKL_*/OPENBLAS_* settings by process role."""
+        return self._by_role(2)
+
+    def _by_role(self, field: int) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
-        for role, _, threads in self._env_of.values():
-            out.setdefault(role, set()).add(threads)
+        for entry in self._env_of.values():
+            out.setdefault(entry[0], set()).add(entry[field])
         return out
 
     def run(self) -> None:

@@ -24,6 +24,7 @@ import rasterio
 import torch
 from rasterio.windows import Window as RioWindow
 
+from geoseg.engines import TorchEngine
 from geoseg.infer import Predictor
 from geoseg.models.checkpoint import load_checkpoint
 from tiles import TileGrid
@@ -43,6 +44,49 @@ def read_tiles(scene: Path, tile: int, overlap: int, n: int) -> tuple[np.ndarray
     return np.stack(data), np.stack(valid)
 
 
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def make_predictor(
+    model: Path,
+    engine: str = "torch",
+    device: str = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = True,
+) -> Predictor:
+    """geoseg's Predictor; for the torch engine with the given autocast precision and memory layout."""
+    dev = torch.device(device)
+    checkpoint = load_checkpoint(model, device=dev)
+    if engine != "torch":
+        return Predictor(checkpoint, dev, engine=engine)  # type: ignore[arg-type]
+    assert checkpoint.model is not None
+    return Predictor(
+        checkpoint, dev, engine=TorchEngine(checkpoint.model, dev, PRECISIONS[precision], channels_last)
+    )
+
+
+def time_batches(predictor: Predictor, x: np.ndarray, v: np.ndarray, batches: int, warmup: int) -> dict:
+    """Time ``batches`` calls of ``predictor.predict`` (probabilities back in host memory)."""
+    for _ in range(warmup):
+        predictor.predict(x, v)
+    times = []
+    for _ in range(batches):
+        t0 = time.perf_counter()
+        predictor.predict(x, v)
+        times.append(time.perf_counter() - t0)
+    return {
+        "tiles_per_s": len(x) * batches / sum(times),
+        "batch_s": times,
+        "median_batch_s": statistics.median(times),
+        "batch": len(x),
+        "batches": batches,
+        "warmup": warmup,
+        "tile_shape": list(x.shape[-2:]),
+        "engine": predictor.engine.name,
+        "device": str(predictor.device),
+    }
+
+
 def measure(
     model: Path,
     scene: Path,
@@ -52,27 +96,17 @@ def measure(
     batches: int,
     warmup: int,
     engine: str = "torch",
+    device: str = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = True,
 ) -> dict[str, object]:
     """Time ``batches`` forward passes after ``warmup`` untimed ones."""
-    predictor = Predictor(load_checkpoint(model), torch.device("cpu"), engine=engine)  # type: ignore[arg-type]
+    predictor = make_predictor(model, engine, device, precision, channels_last)
     x, v = read_tiles(scene, tile, overlap, batch)
-    for _ in range(warmup):
-        predictor.predict(x, v)
-    times = []
-    for _ in range(batches):
-        t0 = time.perf_counter()
-        predictor.predict(x, v)
-        times.append(time.perf_counter() - t0)
-    return {
-        "tiles_per_s": batch * batches / sum(times),
-        "batch_s": times,
-        "median_batch_s": statistics.median(times),
-        "batch": batch,
-        "batches": batches,
-        "warmup": warmup,
-        "tile_shape": list(x.shape[-2:]),
-        "engine": predictor.engine.name,
-    }
+    result = time_batches(predictor, x, v, batches, warmup)
+    if engine == "torch":
+        result |= {"precision": precision, "channels_last": channels_last}
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,12 +120,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=1, help="untimed batches first")
     ap.add_argument("--torch-threads", type=int, default=0, help="torch threads (default: torch's own)")
     ap.add_argument("--engine", default="torch", help="torch (the reference), onnx, openvino or auto")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="torch autocast dtype")
+    ap.add_argument("--contiguous", action="store_true", help="torch: NCHW instead of channels_last")
     ap.add_argument("--json", type=Path, default=None, help="write the result here as JSON")
     args = ap.parse_args(argv)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     result = measure(
-        args.model, args.scene, args.tile, args.overlap, args.batch, args.batches, args.warmup, args.engine
+        args.model,
+        args.scene,
+        args.tile,
+        args.overlap,
+        args.batch,
+        args.batches,
+        args.warmup,
+        args.engine,
+        args.device,
+        args.precision,
+        not args.contiguous,
     )
     result |= {
         "side": "model_only",

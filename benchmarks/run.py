@@ -133,6 +133,7 @@ class BenchConfig:
     peers: int | None = None  # scene size of the peers stage (None: no peers)
     peers_python: Path = PEERS_PYTHON
     engine: str = "auto"  # geoseg's inference engine (the model-only ceiling is measured with torch too)
+    device: str = "cpu"  # geoseg's --device (benchmarks/gpu.py runs it on cuda)
 
 
 @dataclass
@@ -387,7 +388,7 @@ def run_geoseg(cfg: BenchConfig, model: Path, scene: Path, out: Path) -> SideRun
         "--torch-threads",
         str(cfg.torch_threads),
         "--device",
-        "cpu",
+        cfg.device,
         "--engine",
         cfg.engine,
         "--no-resample",

@@ -1,12 +1,11 @@
 """Inference engines: what runs a checkpoint's model on a prepared batch.
 
-An engine maps a normalised, padded float32 NCHW batch (a CPU ``torch.Tensor``, as
+An engine maps a normalised, padded float32 NCHW batch (a ``torch.Tensor`` on the engine's device, as
 ``Predictor.prepare`` makes it) to the model's logits as a ``torch.Tensor`` (N, K, H, W); the
 predictor crops, applies softmax and converts to float16 itself, so every engine's output goes
 through the same post-processing.
 
-- ``TorchEngine``: PyTorch, the reference (channels_last on CPU, ``inference_mode``, optional
-  autocast).
+- ``TorchEngine``: PyTorch, the reference (channels_last, ``inference_mode``, optional autocast).
 - ``OnnxEngine``: the model exported once to ONNX (dynamic batch/height/width) and run by ONNX
   Runtime's CPU execution provider. The ``.onnx`` file is cached under
   ``$GEOSEG_CACHE_DIR/onnx`` (default ``~/.cache/geoseg/onnx``), keyed by the checkpoint's SHA-256.
@@ -48,7 +47,7 @@ _INPUT, _OUTPUT = "image", "logits"
 
 
 class Engine(Protocol):
-    """Runs a model: float32 NCHW batch (CPU tensor) → logits (N, K, H, W) on ``device``."""
+    """Runs a model: float32 NCHW batch (a tensor on ``device``) → logits (N, K, H, W) on ``device``."""
 
     name: str
     device: torch.device
@@ -60,27 +59,33 @@ class TorchEngine:
     """The PyTorch reference engine.
 
     ``autocast_dtype`` (e.g. ``torch.float16`` on CUDA, ``torch.bfloat16`` on CPU) runs the model
-    under ``torch.autocast``; ``None`` runs it in float32.
+    under ``torch.autocast``; ``None`` runs it in float32. ``channels_last``: NHWC weights and inputs
+    (on the CPU ≈ 1.4× faster here; on CUDA the layout tensor cores read).
     """
 
     name = "torch"
 
     def __init__(
-        self, model: torch.nn.Module, device: torch.device, autocast_dtype: torch.dtype | None = None
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None = None,
+        channels_last: bool = True,
     ) -> None:
         self.device = device
         self.autocast_dtype = autocast_dtype
-        self.model = model.to(device).eval()
-        if device.type == "cpu":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(device).eval().to(memory_format=self.memory_format)
+        if device.type == "cuda":
+            # tiles share one shape: cuDNN's measured choice of kernels pays back after the first batch
+            # (bundled model, fp16, batch 32 on an H200: the network alone 230 → 2170 tiles/s)
+            torch.backends.cudnn.benchmark = True
 
     @torch.inference_mode()
     def run(self, x: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":
-            x = x.pin_memory()  # page-locked, so the copy below runs asynchronously
-        x = x.to(self.device, non_blocking=True)
-        if self.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
+        if x.device.type == "cpu" and self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)  # page-locked: an asynchronous copy
+        x = x.contiguous(memory_format=self.memory_format)
         enabled = self.autocast_dtype is not None
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=enabled):
             return self.model(x)

@@ -54,8 +54,9 @@ class Predictor:
         self.engine = make_engine(engine, checkpoint, device, amp=amp) if isinstance(engine, str) else engine
         self.model = checkpoint.model
         norm = self.meta.normalization
-        self.mean = torch.tensor(norm.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(norm.std, dtype=torch.float32).view(1, -1, 1, 1)
+        # batches are normalised where the engine runs: on a GPU only uint8 pixels cross the bus
+        self.mean = torch.tensor(norm.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(norm.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoseg-infer")
 
     @property
@@ -68,15 +69,21 @@ class Predictor:
         Invalid pixels are set to the band means (zero after normalisation) so nodata does not
         look like dark imagery to the model.
         """
-        x = torch.from_numpy(np.ascontiguousarray(batch)).float()
+        x = self._to_device(batch).float()
         x = (x - self.mean) / self.std
-        x = x * torch.from_numpy(np.ascontiguousarray(valid))[:, None].float()
+        x = x * self._to_device(valid)[:, None].float()
         h, w = x.shape[-2:]
         ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         return x
+
+    def _to_device(self, a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        if self.device.type == "cuda":
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        return t
 
     def forward(self, x: torch.Tensor, out_hw: tuple[int, int]) -> tuple[np.ndarray, float]:
         """Probabilities (N, K, h, w) as float16 for a prepared batch, and the seconds the model ran
@@ -88,6 +95,8 @@ class Predictor:
         t0 = time.perf_counter()
         logits = self.engine.run(x)
         probs = torch.softmax(logits[:, :, : out_hw[0], : out_hw[1]].float(), dim=1)
+        if probs.device.type != "cpu":
+            probs = probs.to(torch.float16)  # half the bytes back over the bus
         out = offheap_empty(tuple(probs.shape), np.float16)  # outlives this pass: kept off the heap
         torch.from_numpy(out).copy_(probs)
         return out, time.perf_counter() - t0

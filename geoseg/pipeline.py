@@ -192,10 +192,12 @@ def stitch_block(
             scene_valid[part.relative_to(plan_block).slices()] = batch.valid[i][part.relative_to(w).slices()]
         if batch.probs[i] is not None:
             acc.add(w, batch.probs[i], blend_weights(w, work_h, work_w, grid.overlap, kind=blend))
-    probs = acc.result(fill=0.0)
     covered = acc.covered
-    if work is not None:
-        probs, covered = to_scene_grid(probs, covered, work_window, work, plan_block, scene)
+    if work is None:  # on the scene grid: the argmax of the weighted sums, no division per class
+        probs, weight = acc.weighted_sum, acc.weight_sum
+    else:
+        probs, covered = to_scene_grid(acc.result(fill=0.0), covered, work_window, work, plan_block, scene)
+        weight = None
         scene_valid = read_valid_mask(scene.path, plan_block)
     best = argmax_classes(probs)
     labels = np.asarray(class_ids, np.uint8)[best]
@@ -204,6 +206,8 @@ def stitch_block(
     confidence = None
     if with_confidence:
         top = np.take_along_axis(probs, best[None], axis=0)[0]
+        if weight is not None:
+            top = np.divide(top, weight, out=np.zeros_like(top), where=covered)
         confidence = np.where(valid, np.rint(np.clip(top, 0, 1) * 255), 0).astype(np.uint8)
     t1 = time.perf_counter()
     sh, sw = scene.shape

@@ -8,7 +8,8 @@ import pytest
 from geoseg.compat import work_grid
 from geoseg.io.raster import open_scene
 from geoseg.models.checkpoint import read_checkpoint_meta
-from geoseg.pipeline import make_plan
+from geoseg.pipeline import BatchResult, BatchStats, make_plan, stitch_block
+from tiles import BlockAccumulator, TileGrid, Window, blend_weights
 
 from .conftest import KAMPALA, LANDCOVER_MODEL, LANDSAT_RGB
 
@@ -51,3 +52,28 @@ def test_argmax_classes_equals_numpy_argmax_with_ties() -> None:
     probs[4, 20:30] = probs[2, 20:30]
     best = argmax_classes(probs)
     assert best.dtype == np.uint8 and np.array_equal(best, probs.argmax(0))
+
+
+def test_stitched_block_labels_and_confidence_are_those_of_the_blended_probabilities(rng):
+    """A block's labels are the argmax of the blended tile probabilities and its confidence their
+    maximum x 255, computed here with the plain weighted average (BlockAccumulator.result)."""
+    scene = open_scene(KAMPALA)
+    grid = TileGrid(*scene.shape, 256, 64)
+    block = Window(512, 256, 512, 512)
+    touching = list(grid.tiles_touching(block))
+    probs = {}
+    for i in touching:
+        p = rng.random((3, *grid[i].shape)).astype(np.float32)
+        probs[i] = (p / p.sum(0)).astype(np.float16)
+    valid = {i: np.ones(grid[i].shape, bool) for i in touching}
+    batch = BatchResult(probs, valid, BatchStats(0, 0, 0, len(touching), len(touching), 0.0))
+    res = stitch_block(0, block, block, grid, "cosine", scene, None, (2, 5, 7), True, batch)
+
+    acc = BlockAccumulator(block, 3)
+    for i in touching:
+        acc.add(grid[i], probs[i], blend_weights(grid[i], *scene.shape, 64))
+    blended = acc.result()
+    np.testing.assert_array_equal(res.labels, np.array([2, 5, 7], np.uint8)[blended.argmax(0)])
+    expected = np.rint(blended.max(0) * 255)
+    assert np.abs(res.confidence.astype(int) - expected).max() <= 1
+    assert 90 < res.confidence.mean() < 200  # an average of probabilities, not a weighted sum

@@ -73,6 +73,14 @@ class BlockAccumulator:
         view.flags.writeable = False
         return view
 
+    @property
+    def weighted_sum(self) -> np.ndarray:
+        """Read-only view of the accumulated weighted values (C, bh, bw): each pixel's channels share one
+        weight, so their argmax is that of ``result`` without the division."""
+        view = self._sum.view()
+        view.flags.writeable = False
+        return view
+
     def result(self, fill: float = 0.0) -> np.ndarray:
         """(C, bh, bw) weighted average of the added tiles, ``fill`` where nothing was added."""
         out = np.full(self._sum.shape, fill, dtype=self.dtype)

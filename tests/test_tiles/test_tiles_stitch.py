@@ -208,6 +208,22 @@ def test_accumulator_ignores_tiles_outside_the_block_and_fills_gaps():
         accumulator.weight_sum[0, 0] = 1
 
 
+def test_argmax_of_weighted_sums_is_the_argmax_of_the_blend():
+    grid = TileGrid(300, 260, 96, 24)
+    block = Window(64, 32, 128, 160)
+    rng = np.random.default_rng(7)
+    accumulator = BlockAccumulator(block, channels=4)
+    for i in grid.tiles_touching(block):
+        w = grid[i]
+        accumulator.add(w, rng.random((4, *w.shape)), blend_weights(w, 300, 260, 24))
+    blended = accumulator.result()
+    sums = accumulator.weighted_sum
+    np.testing.assert_array_equal(sums.argmax(0), blended.argmax(0))
+    np.testing.assert_allclose(sums / accumulator.weight_sum, blended, rtol=1e-6)
+    with pytest.raises(ValueError, match="read-only"):
+        sums[0, 0, 0] = 1
+
+
 @pytest.mark.parametrize(
     ("values_shape", "weights_shape"),
     [((2, 10, 10), (10, 11)), ((3, 10, 10), (10, 10)), ((2, 10, 9), (10, 10)), ((10, 10), (10, 10))],

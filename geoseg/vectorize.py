@@ -826,11 +826,20 @@ def _diagonal_contacts(geoms: np.ndarray, values: list[int], inverse: Affine) ->
     edge = np.ones(len(x), bool)
     edge[ring_off[1:] - 1] = False  # each ring's closing vertex repeats its first
     span = int(max(x.max(), y.max())) + 2
-    key = (y * span + x)[edge]
-    val = np.asarray(values, np.int64)[poly[edge]]
-    seen = np.unique(np.column_stack((key, val, poly[edge])), axis=0)  # (corner, class, polygon) once each
-    corner, count = np.unique(seen[:, :2], axis=0, return_counts=True)
-    shared = corner[count > 1, 0]
+    corner = (y * span + x)[edge].astype(np.int64)
+    vpoly = poly[edge]
+    n = len(geoms)
+    vals = np.asarray(values, np.int64)
+    cls = np.unique(vals, return_inverse=True)[1].ravel()  # each polygon's class as 0 .. n_cls-1
+    n_cls = int(cls.max()) + 1
+    if span * span * max(n, n_cls) < 2**62:  # 1-D keys: far faster than unique rows
+        at, p = np.divmod(np.unique(corner * n + vpoly), n)  # (corner, polygon) once each
+        key, count = np.unique(at * n_cls + cls[p], return_counts=True)
+        shared = key[count > 1] // n_cls
+    else:
+        seen = np.unique(np.column_stack((corner, vals[vpoly], vpoly)), axis=0)  # (corner, class, polygon)
+        rows, count = np.unique(seen[:, :2], axis=0, return_counts=True)
+        shared = rows[count > 1, 0]
     return np.column_stack((shared % span, shared // span))
 
 

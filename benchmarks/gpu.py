@@ -2,10 +2,10 @@
 utilisation sampled throughout (NVML through ``nvidia-smi``).
 
 (a) model-only: geoseg's ``Predictor.predict`` (uint8 tiles in host memory → float16 probabilities back
-in host memory) and the network alone (``engine.run`` on a batch already on the device, synchronised),
-for each model × batch size × autocast precision × memory layout. (b) ``geoseg run --device cuda`` on
-the benchmark scenes for a few worker/thread layouts. Each result is written as soon as it exists, and
-runs stop starting once ``--budget-s`` has passed, so a short lease still leaves a result.
+in host memory) for each model × batch size × autocast precision × memory layout × cuDNN autotuner.
+(b) ``geoseg run --device cuda`` on the benchmark scenes for a few worker/thread layouts. Each result is
+written as soon as it exists, and runs stop starting once ``--budget-s`` has passed, so a short lease
+still leaves a result.
 
     python -m benchmarks.gpu --out DIR [--sizes 8192,16384] [--budget-s 420]
     python -m benchmarks.gpu --format DIR/gpu.json > benchmarks/RESULTS_gpu.md
@@ -176,14 +176,12 @@ def model_only(
     results: dict,
     save: Callable[[], None],
 ) -> None:
-    """Every model × batch × (precision, channels_last, cuDNN autotuner) variant: ``Predictor.predict``
-    and the network alone."""
+    """``Predictor.predict`` for every model × batch × (precision, channels_last, cuDNN autotuner)."""
     import torch
 
     from benchmarks.model_only import make_predictor, read_tiles, time_batches
 
     tiles = {b: read_tiles(scene, 512, 64, b) for b in batches}
-    sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
     for label, model in models.items():
         for batch in batches:
             x, v = tiles[batch]
@@ -195,14 +193,6 @@ def model_only(
                 t0 = time.monotonic()
                 row = time_batches(predictor, x, v, n, 0)
                 row |= sampler.window(t0, time.monotonic())
-                # the network alone: batch already on the device, no host copies
-                xd = predictor.prepare(x, v)
-                sync()
-                t0 = time.perf_counter()
-                for _ in range(n):
-                    predictor.engine.run(xd)
-                sync()
-                row["network_tiles_per_s"] = batch * n / (time.perf_counter() - t0)
                 row |= {
                     "model": label,
                     "precision": precision,
@@ -213,13 +203,13 @@ def model_only(
                 results["model_only"].append(row)
                 print(
                     f"  model-only {label} b{batch} {precision} cl={channels_last} autotune={autotune}: "
-                    f"{row['tiles_per_s']:.1f} tiles/s (network {row['network_tiles_per_s']:.1f}), "
+                    f"{row['tiles_per_s']:.1f} tiles/s, "
                     f"GPU {row['gpu_util_mean']} %",
                     file=sys.stderr,
                     flush=True,
                 )
                 save()
-                del predictor, xd
+                del predictor
                 if device.startswith("cuda"):
                     torch.cuda.empty_cache()
     torch.backends.cudnn.benchmark = False
@@ -331,10 +321,15 @@ def _f(x: object, digits: int = 1) -> str:
     return "–" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
-def format_markdown(results: dict) -> str:
+def format_markdown(results: dict | list[dict], title: str = "# geoseg on a GPU") -> str:
+    """Markdown of one run's results, or of several runs one after another (``## Run i``)."""
+    if isinstance(results, list):
+        return "\n".join(
+            format_markdown(r, f"## Run {i}").replace("\n## ", "\n### ") for i, r in enumerate(results, 1)
+        )
     gpu, machine = results["gpu"], results["machine"]
     lines = [
-        "# geoseg on a GPU",
+        title,
         "",
         f"Measured {results['started']} at commit `{results['git']}` with `{results['command']}`.",
         f"GPU: {gpu['nvidia_smi']} ({gpu['multiprocessors']} SMs; CUDA {gpu['torch_cuda']}, cuDNN "
@@ -344,12 +339,11 @@ def format_markdown(results: dict) -> str:
         "",
         "## (a) Model only: 512² tiles of the benchmark scene",
         "",
-        "`predict`: geoseg's `Predictor.predict` (uint8 tiles from host memory, normalised on the GPU, "
-        "softmax, float16 probabilities back in host memory); `network`: the model alone on a batch "
-        "already on the GPU.",
+        "geoseg's `Predictor.predict`: uint8 tiles from host memory, normalised on the GPU, model, softmax, "
+        "float16 probabilities back in host memory.",
         "",
-        "| model | batch | precision | layout | predict tiles/s | network tiles/s | GPU util % |",
-        "|---|---:|---|---|---:|---:|---:|",
+        "| model | batch | precision | layout | tiles/s | GPU util % |",
+        "|---|---:|---|---|---:|---:|",
     ]
     for r in results["model_only"]:
         layout = "channels_last" if r["channels_last"] else "NCHW"
@@ -357,7 +351,7 @@ def format_markdown(results: dict) -> str:
             layout += ", cuDNN autotuner"
         lines.append(
             f"| {r['model']} | {r['batch']} | {r['precision']} | {layout} | {r['tiles_per_s']:.1f} | "
-            f"{r['network_tiles_per_s']:.1f} | {_f(r['gpu_util_mean'])} |"
+            f"{_f(r['gpu_util_mean'])} |"
         )
     if results.get("startup"):
         steps = results["startup"]

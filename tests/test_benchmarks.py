@@ -214,3 +214,38 @@ def test_peer_running_fewer_model_tiles_than_the_grid_aborts(tmp_path, monkeypat
     ):
         bench.run_peers(cfg, tmp_path / "m.pt", tmp_path / "s.tif", (512, 512), 9,
                         fake_run("geoseg", {}), tmp_path / "geoseg", tmp_path, True)  # fmt: skip
+
+
+def test_gpu_benchmark_variants_and_recorded_results_format():
+    from benchmarks import gpu
+
+    assert gpu.parse_variant("fp16:cl:tune") == ("fp16", True, True)
+    assert gpu.parse_variant("fp32:nchw:notune") == ("fp32", False, False)
+    with pytest.raises(ValueError, match="bad variant"):
+        gpu.parse_variant("fp8:cl:tune")
+    runs = json.loads((bench.ROOT / "benchmarks" / "RESULTS_gpu.json").read_text())
+    md = gpu.format_markdown(runs)
+    assert md.count("## Run ") == len(runs) == 2
+    rows = [line for line in md.splitlines() if line.startswith("| 16384² |")]
+    assert len(rows) == sum(1 for r in runs for g in r["geoseg"] if g["size"] == 16384)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path, monkeypatch):
+    """benchmarks/gpu.py's whole flow (model-only rows, geoseg run end to end, results) with --device cpu."""
+    from benchmarks import gpu
+
+    monkeypatch.setenv("GEOSEG_BENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    gpu.main(
+        ["--out", str(out), "--device", "cpu", "--sizes", "1024", "--batches", "2", "--variants",
+         "fp32:cl:notune", "--layouts", "1x2x4", "--no-resnet18", "--no-startup", "--budget-s", "600"]
+    )  # fmt: skip
+    results = json.loads((out / "gpu.json").read_text())
+    assert results["errors"] == [] and results["skipped"] == []
+    (row,) = results["model_only"]
+    assert row["tiles_per_s"] > 0 and row["device"] == "cpu" and row["batch"] == 2
+    (run,) = results["geoseg"]
+    assert run["tiles"] == 9 and run["timing"]["tiles_predicted"] == 9
+    assert "| 1024² | 1 × 2 | 4 |" in (out / "RESULTS_gpu.md").read_text()

@@ -8,6 +8,7 @@ import numpy as np
 import pyproj
 import pytest
 import shapely
+from affine import Affine
 from rasterio import features
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
@@ -259,7 +260,6 @@ def test_polygons_to_frame_empty(lulc: ClassRaster) -> None:
 
 def test_merge_seams_of_gdal_polygons_without_block_info(kampala_classes: ClassRaster) -> None:
     """Blocks polygonized by GDAL (other ring orientation, extra collinear vertices), no window/saddles."""
-    from affine import Affine
 
     from geoseg.vectorize import BlockPolygons
 
@@ -317,3 +317,46 @@ def test_area_m2_matches_geodesic_area(crs: str) -> None:
         truth = abs(geod.geometry_area_perimeter(lonlat)[0])
         assert a == pytest.approx(truth, rel=1e-5), (w, a, truth)
     assert max(widths) > EXACT_AREA_SPAN_M > min(widths)
+
+
+def _exact(polys) -> list[tuple[str, int]]:
+    return sorted((shapely.normalize(g).wkb_hex, v) for g, v in polys)
+
+
+@pytest.mark.parametrize("start", [0, 100])
+def test_row_by_row_merge_is_exactly_the_whole_raster_on_random_rasters(start: int) -> None:
+    """Vertex for vertex, on small random rasters (saddles, pinches and holes everywhere) cut into tiny
+    blocks that arrive in raster or shuffled order: every polygon of the merge equals one of tracing the
+    whole raster at once."""
+    t = Affine(1, 0, 100, 0, -1, 200)
+    for seed in range(start, start + 100):
+        rng = np.random.default_rng(seed)
+        h, w = (int(v) for v in rng.integers(3, 24, 2))
+        k = int(rng.integers(2, 4))
+        labels = rng.integers(0, k, (h, w)).astype(np.uint8)
+        if seed % 3 == 0:  # 2x2 blobs: larger regions, longer rings
+            blobs = rng.integers(0, k, (h // 2 + 1, w // 2 + 1)).astype(np.uint8)
+            labels = np.kron(blobs, np.ones((2, 2), np.uint8))[:h, :w]
+        whole = vectorize_block(
+            labels, t, nodata=0, block_row_off=0, block_col_off=0, scene_height=h, scene_width=w
+        )
+        bh, bw = (int(v) for v in rng.integers(1, 6, 2))
+        blocks = [
+            vectorize_block(
+                labels[r : r + bh, c : c + bw],
+                window_transform(Window(c, r, min(bw, w - c), min(bh, h - r)), t),
+                nodata=0,
+                block_row_off=r,
+                block_col_off=c,
+                scene_height=h,
+                scene_width=w,
+            )
+            for r in range(0, h, bh)
+            for c in range(0, w, bw)
+        ]
+        for order in (range(len(blocks)), rng.permutation(len(blocks))):
+            merger, polys = SeamMerger(h, w), []
+            for i in order:
+                polys += blocks[i].interior + merger.add(blocks[i])
+            polys += merger.finish()
+            assert _exact(polys) == _exact(whole.interior), f"seed {seed}, blocks {bh}x{bw}"

@@ -723,6 +723,12 @@ def merge_seams(blocks: Iterable[BlockPolygons]) -> Polys:
     return result
 
 
+# A merge waits until the ready seam polygons have this many times the carried ones' vertices, so all merges
+# together handle at most (1 + 1/MERGE_GROWTH) x the scene's seam vertices. Measured at 16384² (bundled
+# model, 2 cores): 1 -> 2 cut the client's vectorizing and merging 27.1 -> 25.4 s, same polygons.
+MERGE_GROWTH = 2
+
+
 class SeamMerger:
     """Merges seam polygons as block rows complete, so a run holds only the polygons that reach the lowest
     complete row (and the blocks of rows still open), not every seam polygon of the scene.
@@ -731,8 +737,8 @@ class SeamMerger:
     are merged; merged polygons that do not reach the frontier are final. Those that do are carried as
     the seam polygons of one block spanning rows [0, frontier) - the merge result of a sub-raster is the
     whole-raster vectorization of that sub-raster - and merged again with the rows below. A merge waits
-    until the new seam polygons have at least as many vertices as the carried ones, so a polygon
-    spanning the scene is re-merged a bounded number of times per vertex.
+    until the new seam polygons have ``MERGE_GROWTH`` times as many vertices as the carried ones, so a
+    polygon spanning the scene is re-merged a bounded number of times per vertex.
     """
 
     def __init__(self, scene_height: int, scene_width: int) -> None:
@@ -764,7 +770,7 @@ class SeamMerger:
             for b in self._waiting.pop(row, []):
                 self._ready.append(b)
                 self._ready_vertices += _n_vertices(b.seam)
-        if self._ready and self._ready_vertices >= self._carry_vertices:
+        if self._ready and self._ready_vertices >= MERGE_GROWTH * self._carry_vertices:
             return self._merge()
         return []
 

@@ -20,6 +20,7 @@ from distributed import Client, LocalCluster
 
 from geoseg.allocator import ALLOCATOR_ENV
 from geoseg.config import ClusterConfig
+from geoseg.ov_predictor import WORKER_TORCH_ENV
 
 # GDAL block cache of worker processes, MB (unless GDAL_CACHEMAX is set).
 WORKER_GDAL_CACHE_MB = "64"
@@ -27,8 +28,9 @@ WORKER_GDAL_CACHE_MB = "64"
 WORKER_PRELOAD = "geoseg.worker_startup"
 
 
-def worker_environ(cfg: ClusterConfig) -> dict[str, str]:
-    """Environment set in each worker process before it starts."""
+def worker_environ(cfg: ClusterConfig, torch_free: bool = False) -> dict[str, str]:
+    """Environment set in each worker process before it starts (``torch_free``: its model runs without
+    torch, so the worker does not preload it)."""
     threads = str(cfg.resolved_torch_threads())
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": "1"})
@@ -38,14 +40,16 @@ def worker_environ(cfg: ClusterConfig) -> dict[str, str]:
     env.setdefault("GDAL_CACHEMAX", os.environ.get("GDAL_CACHEMAX", WORKER_GDAL_CACHE_MB))
     if cfg.allocator_tuning:
         env.update(ALLOCATOR_ENV)
+    if torch_free:
+        env[WORKER_TORCH_ENV] = "0"
     return env
 
 
-def _local_cluster(cfg: ClusterConfig) -> LocalCluster:
+def _local_cluster(cfg: ClusterConfig, torch_free: bool = False) -> LocalCluster:
     # distributed's INFO/WARNING lines (e.g. comms closed by an early exit on bad input) are noise here;
     # set for the process, as in-process workers may still log while the cluster closes
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(cfg)}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(cfg, torch_free)}):
         return LocalCluster(
             n_workers=cfg.resolved_workers(),
             threads_per_worker=cfg.threads_per_worker,
@@ -75,12 +79,13 @@ class ClusterStart:
         """Whether the embedded worker, and so the model, runs in this process."""
         return not self.cfg.scheduler and not self.cfg.processes
 
-    def start(self) -> None:
-        """Begin starting the embedded cluster (no-op if started or if connecting to a scheduler)."""
+    def start(self, torch_free: bool = False) -> None:
+        """Begin starting the embedded cluster (no-op if started or if connecting to a scheduler);
+        ``torch_free``: the run's model needs no torch in the workers (``runs_without_torch``)."""
         if self.cfg.scheduler or self._pool is not None:
             return
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="geoseg-cluster")
-        self._cluster = self._pool.submit(_local_cluster, self.cfg)
+        self._cluster = self._pool.submit(_local_cluster, self.cfg, torch_free)
 
     @contextmanager
     def client(self) -> Iterator[Client]:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 import torch
 
 from geoseg.models.checkpoint import Checkpoint
+from geoseg.ov_predictor import cache_dir, ir_cached, ir_path
 from geoseg.rundir import atomic_path
 
 if TYPE_CHECKING:
@@ -37,12 +38,10 @@ if TYPE_CHECKING:
 
 EngineName = Literal["auto", "torch", "onnx", "openvino"]
 ENGINES: tuple[str, ...] = get_args(EngineName)
-CACHE_ENV = "GEOSEG_CACHE_DIR"
 log = logging.getLogger(__name__)
 ONNX_OPSET = 17
 # Part of the cache key: bump when the export itself changes (opset, exporter options, I/O names).
 ONNX_EXPORT_VERSION = 1
-OPENVINO_CONVERT_VERSION = 1
 _INPUT, _OUTPUT = "image", "logits"
 
 
@@ -91,15 +90,6 @@ class TorchEngine:
             return self.model(x)
 
 
-def cache_dir() -> Path:
-    """``$GEOSEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/geoseg``, else ``~/.cache/geoseg``."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "geoseg"
-
-
 def model_key(checkpoint: Checkpoint) -> str:
     """The checkpoint file's SHA-256, or (for an in-memory checkpoint without one) that of its weights."""
     if checkpoint.sha256:
@@ -143,9 +133,7 @@ def export_onnx(model: torch.nn.Module, in_channels: int, path: Path) -> Path:
 def openvino_path(checkpoint: Checkpoint | str, cache: Path | None = None) -> Path:
     """Where the checkpoint's OpenVINO IR (``.xml``, weights in the ``.bin`` beside it) is cached
     (``checkpoint``: a checkpoint or its file's SHA-256)."""
-    key = checkpoint if isinstance(checkpoint, str) else model_key(checkpoint)
-    name = f"{key}-v{OPENVINO_CONVERT_VERSION}.xml"
-    return (cache or cache_dir()) / "openvino" / name
+    return ir_path(checkpoint if isinstance(checkpoint, str) else model_key(checkpoint), cache)
 
 
 def _require(module: str, engine: str = "onnx") -> Any:
@@ -237,10 +225,7 @@ class OpenVinoEngine:
         config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY"}
         self.request = core.compile_model(model, "CPU", config).create_infer_request()
 
-    @staticmethod
-    def cached(path: Path) -> bool:
-        """Whether a converted model (``.xml`` and its ``.bin``) is at ``path``."""
-        return path.is_file() and path.with_suffix(".bin").is_file()
+    cached = staticmethod(ir_cached)
 
     def _convert(self, checkpoint: Checkpoint, ov: Any) -> None:
         model = checkpoint.model

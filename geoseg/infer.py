@@ -14,16 +14,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from geoseg.engines import Engine, EngineName, OpenVinoEngine, make_engine, openvino_path
+from geoseg.engines import Engine, EngineName, make_engine
 from geoseg.models.checkpoint import Checkpoint, load_checkpoint
-from geoseg.models.meta import file_sha256, read_meta
 from geoseg.offheap import offheap_empty
+from geoseg.ov_predictor import OpenVinoPredictor, predictor_for
 from tiles import BlockAccumulator, TileGrid, Window, blend_weights
 
 PAD_MULTIPLE = 32
@@ -116,34 +115,20 @@ def get_predictor(
     torch_threads: int = 0,
     engine: EngineName = "auto",
     amp: bool = True,
-) -> Predictor:
-    """The worker-process-wide predictor for a checkpoint and engine (loaded once per process).
+) -> Predictor | OpenVinoPredictor:
+    """The worker-process-wide predictor for a checkpoint and engine (loaded once per process): on the
+    CPU with a cached OpenVINO conversion the torch-free ``OpenVinoPredictor``, else ``Predictor``.
 
     ``amp``: float16 autocast where the model runs on a CUDA device (ignored on the CPU).
     """
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)
     dev = resolve_device(device)
-    if engine in ("auto", "openvino") and dev.type == "cpu":
-        converted = _converted_checkpoint(checkpoint_path)
+    if dev.type == "cpu":
+        converted = predictor_for(checkpoint_path, "cpu", torch.get_num_threads(), engine)
         if converted is not None:
-            try:
-                return Predictor(converted, dev, engine=OpenVinoEngine(converted))
-            except Exception:  # noqa: BLE001 - a damaged cache: the full load below converts again
-                pass
+            return converted
     return Predictor(load_checkpoint(checkpoint_path, device=dev), dev, amp=amp, engine=engine)
-
-
-def _converted_checkpoint(path: str) -> Checkpoint | None:
-    """The checkpoint without its torch model where an OpenVINO conversion of it is cached: the
-    worker then never imports the model libraries (smp, timm, torchvision: ~2.5 s)."""
-    try:
-        sha = file_sha256(path)
-        if not OpenVinoEngine.cached(openvino_path(sha)):
-            return None
-        return Checkpoint(model=None, meta=read_meta(path), sha256=sha, path=Path(path))
-    except Exception:  # noqa: BLE001 - the full load reports problems with the file itself
-        return None
 
 
 _load_lock = threading.Lock()
@@ -155,7 +140,7 @@ def shared_predictor(
     torch_threads: int = 0,
     engine: EngineName = "auto",
     amp: bool = True,
-) -> Predictor:
+) -> Predictor | OpenVinoPredictor:
     """Thread-safe access to ``get_predictor`` (two tasks must not load the same model twice)."""
     with _load_lock:
         return get_predictor(str(checkpoint_path), device, torch_threads, engine, amp)

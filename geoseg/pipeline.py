@@ -30,6 +30,7 @@ from odc.geo.geobox import GeoBox
 
 from geoseg.io.raster import Scene, read_valid_mask, read_window
 from geoseg.offheap import offheap_copy
+from geoseg.ov_predictor import predictor_for
 from geoseg.vectorize import BlockPolygons, vectorize_block
 from tiles import BlockAccumulator, TileGrid, Window, blend_weights, block_windows
 
@@ -153,11 +154,13 @@ def predict_batch(
     valid = {i: offheap_copy(v) for i, _, v in reads}  # kept with the probabilities
     model_s, engine = 0.0, ""
     if kept:
-        from geoseg.infer import shared_predictor  # torch: workers only (preloaded there)
+        predictor = predictor_for(model.checkpoint, model.device, model.torch_threads, model.engine)
+        if predictor is None:  # not the torch-free OpenVINO case: geoseg.infer imports torch
+            from geoseg.infer import shared_predictor
 
-        predictor = shared_predictor(
-            model.checkpoint, model.device, model.torch_threads, model.engine, model.amp
-        )
+            predictor = shared_predictor(
+                model.checkpoint, model.device, model.torch_threads, model.engine, model.amp
+            )
         engine = predictor.engine.name
         out, model_s = predictor.predict_timed(np.stack([k[1] for k in kept]), np.stack([k[2] for k in kept]))
         for (i, _, _), p in zip(kept, out, strict=True):

@@ -22,6 +22,7 @@ from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import Scene, open_scene
 from geoseg.io.vector import write_layer, write_layer_styles
 from geoseg.models.meta import CheckpointMeta, file_sha256, read_meta
+from geoseg.ov_predictor import runs_without_torch
 from geoseg.pipeline import NODATA, BlockResult, ModelTask, execute, make_plan
 from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
 from geoseg.rundir import RUN_FILE, check_output, staging_dir
@@ -99,7 +100,8 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
         notify(f"{cfg.out}: already complete for these inputs; nothing to do (--overwrite to redo)")
         return RunSummary(out=cfg.out, skipped=True)
 
-    cluster.start()  # inputs are good: workers start while the plan and output files are prepared
+    # inputs are good: workers start while the plan and output files are prepared
+    cluster.start(torch_free=not cluster.reuse and runs_without_torch(str(cfg.model), cfg.device, cfg.engine))
     plan = make_plan(scene, bands, work, cfg.tile, overlap, cfg.batch, cfg.block)
     class_ids = tuple(c.id for c in meta.classes)
     model = ModelTask(

@@ -1,14 +1,19 @@
-"""Preloaded by embedded Dask workers as they start: import torch and the model libraries up front.
+"""Preloaded by embedded Dask workers as they start: import the model libraries up front.
 
 On a fresh worker these imports take seconds; done at start-up they overlap with the client's own
 imports and input checks instead of delaying the first forward pass.
 """
 
 import importlib
+import os
 
-# smp (with timm and torchvision, ~2.5 s) is imported when a model is built: not at all where the
-# default engine finds the model already converted (geoseg.infer.get_predictor)
-for _name in ("torch", "geoseg.infer", "openvino"):
+from geoseg.ov_predictor import WORKER_TORCH_ENV
+
+# smp (with timm and torchvision, ~2.5 s) is imported when a model is built. Where the client found the
+# model's OpenVINO conversion cached for a CPU run (WORKER_TORCH_ENV=0), the torch-free predictor runs it
+# and the worker never imports torch (~2 s, ~630 MB).
+_torch = () if os.environ.get(WORKER_TORCH_ENV) == "0" else ("torch", "geoseg.infer")
+for _name in (*_torch, "openvino"):
     try:
         importlib.import_module(_name)
     except ImportError:  # the task that needs it reports the problem

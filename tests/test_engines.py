@@ -116,7 +116,8 @@ def test_openvino_conversion_is_cached_reused_and_redone_when_damaged(onnx_cache
 
 
 def test_cached_conversion_runs_without_the_model_libraries(onnx_cache, kampala_batch):
-    """A worker whose model is already converted does not build the torch model (no smp import)."""
+    """get_predictor on the CPU with the model already converted gives the torch-free predictor: the
+    torch model is never built (no smp import)."""
     pytest.importorskip("openvino")
     x, v = kampala_batch
     first = Predictor(load_checkpoint(LANDCOVER_MODEL), CPU, engine="openvino")  # converts into the cache
@@ -125,15 +126,16 @@ def test_cached_conversion_runs_without_the_model_libraries(onnx_cache, kampala_
         f"p = get_predictor({str(LANDCOVER_MODEL)!r}, 'cpu', 1, 'auto'); "
         f"x = np.load({str(onnx_cache[0].parent.parent / 'x.npy')!r}); "
         "np.save(sys.argv[1], p.predict(x, np.ones((len(x), *x.shape[2:]), bool))); "
-        "print(p.engine.name, p.model is None, 'segmentation_models_pytorch' in sys.modules)"
+        "print(p.engine.name, type(p).__name__, 'segmentation_models_pytorch' in sys.modules)"
     )
     np.save(onnx_cache[0].parent.parent / "x.npy", x)
     out_file = onnx_cache[0].parent.parent / "out.npy"
     out = subprocess.run(
         [sys.executable, "-c", script, str(out_file)], capture_output=True, text=True, check=True
     ).stdout
-    assert out.split() == ["openvino", "True", "False"]
-    assert np.array_equal(np.load(out_file), first.predict(x, v))
+    assert out.split() == ["openvino", "OpenVinoPredictor", "False"]
+    p, p_ref = np.load(out_file).astype(np.float32), first.predict(x, v).astype(np.float32)
+    assert np.abs(p - p_ref).max() < 1e-3 and (p.argmax(1) == p_ref.argmax(1)).mean() > 0.9999
 
 
 def test_auto_engine_falls_back_to_torch(monkeypatch):

@@ -22,10 +22,8 @@ import torch.nn.functional as F
 from geoseg.engines import Engine, EngineName, make_engine
 from geoseg.models.checkpoint import Checkpoint, load_checkpoint
 from geoseg.offheap import offheap_empty
-from geoseg.ov_predictor import OpenVinoPredictor, predictor_for
+from geoseg.ov_predictor import PAD_MULTIPLE, OpenVinoPredictor, predictor_for
 from tiles import BlockAccumulator, TileGrid, Window, blend_weights
-
-PAD_MULTIPLE = 32
 
 
 def resolve_device(device: str) -> torch.device:

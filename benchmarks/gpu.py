@@ -31,6 +31,7 @@ from benchmarks.run import (
     BUNDLED_MODEL,
     BenchConfig,
     BenchmarkError,
+    _f,
     git_commit,
     machine_info,
     run_geoseg_checked,
@@ -317,10 +318,6 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
-def _f(x: object, digits: int = 1) -> str:
-    return "–" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
-
-
 def format_markdown(results: dict | list[dict], title: str = "# geoseg on a GPU") -> str:
     """Markdown of one run's results, or of several runs one after another (``## Run i``)."""
     if isinstance(results, list):
@@ -351,7 +348,7 @@ def format_markdown(results: dict | list[dict], title: str = "# geoseg on a GPU"
             layout += ", cuDNN autotuner"
         lines.append(
             f"| {r['model']} | {r['batch']} | {r['precision']} | {layout} | {r['tiles_per_s']:.1f} | "
-            f"{_f(r['gpu_util_mean'])} |"
+            f"{_f(r['gpu_util_mean'], 1)} |"
         )
     if results.get("startup"):
         steps = results["startup"]
@@ -372,12 +369,12 @@ def format_markdown(results: dict | list[dict], title: str = "# geoseg on a GPU"
     for r in results["geoseg"]:
         t = r["timing"]
         stages = " / ".join(
-            _f(t.get(k)) for k in ("read_s", "predict_s", "stitch_s", "vectorize_s", "write_s")
+            _f(t.get(k), 1) for k in ("read_s", "predict_s", "stitch_s", "vectorize_s", "write_s")
         )
         lines.append(
             f"| {r['size']}² | {r['workers']} × {r['threads_per_worker']} | {r['batch']} | "
             f"{r['wall_s']:.1f} | {r['tiles_per_s']:.1f} | {r['mp_per_s']:.1f} | "
-            f"{_f(r['gpu_util_mean'])} / {_f(r['gpu_util_max'])} | {_f(r['gpu_mem_peak_mib'], 0)} | "
+            f"{_f(r['gpu_util_mean'], 1)} / {_f(r['gpu_util_max'], 1)} | {_f(r['gpu_mem_peak_mib'], 0)} | "
             f"{r['peak_rss_mib']:.0f} | {stages} |"
         )
     for note in results["skipped"] + results["errors"]:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 import torch
 
 from geoseg.models.checkpoint import Checkpoint
-from geoseg.ov_predictor import cache_dir, ir_cached, ir_path
+from geoseg.ov_predictor import cache_dir, infer_request, ir_cached, ir_path
 from geoseg.rundir import atomic_path
 
 if TYPE_CHECKING:
@@ -222,8 +222,7 @@ class OpenVinoEngine:
                 raise
             self._convert(checkpoint, ov)
             model = core.read_model(str(self.path))
-        config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY"}
-        self.request = core.compile_model(model, "CPU", config).create_infer_request()
+        self.request = infer_request(core, model, self.threads)
 
     cached = staticmethod(ir_cached)
 

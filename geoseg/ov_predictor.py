@@ -90,6 +90,12 @@ def softmax_classes(logits: np.ndarray, out: np.ndarray) -> None:
     np.divide(e, total[:, None], out=out, casting="same_kind")
 
 
+def infer_request(core: Any, model: Any, threads: int) -> Any:
+    """An inference request of ``model`` compiled for OpenVINO's CPU plugin with ``threads`` threads."""
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    return core.compile_model(model, "CPU", config).create_infer_request()
+
+
 class _EngineInfo:
     name = "openvino"
 
@@ -103,9 +109,7 @@ class OpenVinoPredictor:
         import openvino as ov
 
         core = ov.Core()
-        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-        compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
-        self.request: Any = compiled.create_infer_request()
+        self.request = infer_request(core, core.read_model(str(xml)), threads)
         self.meta = meta
         self.engine = _EngineInfo()
         self.mean = np.asarray(meta.normalization.mean, np.float32).reshape(1, -1, 1, 1)

@@ -11,7 +11,7 @@ from rasterio.windows import Window
 
 from geoseg.cluster import ClusterStart
 from geoseg.config import ClusterConfig
-from geoseg.ov_predictor import WORKER_TORCH_ENV, runs_without_torch, softmax_classes
+from geoseg.ov_predictor import WORKER_TORCH_ENV, predictor_for, runs_without_torch
 from geoseg.pipeline import ModelTask, predict_batch
 from tests.conftest import KAMPALA, LANDCOVER_MODEL
 from tiles import TileGrid
@@ -34,12 +34,19 @@ def ov_cache(tmp_path, monkeypatch):
     runs_without_torch.cache_clear()
 
 
-def test_softmax_over_classes_matches_the_formula(rng):
-    logits = (rng.standard_normal((3, 5, 17, 23)) * 8).astype(np.float32)
-    out = np.empty(logits.shape, np.float16)
-    softmax_classes(logits, out)
-    e = np.exp(logits.astype(np.float64) - logits.max(1, keepdims=True))
-    np.testing.assert_allclose(out, e / e.sum(1, keepdims=True), atol=1e-3)
+def test_probabilities_sum_to_one_for_any_pixel_dtype(ov_cache):
+    """The graph's softmax gives per-pixel distributions over the classes; float32 pixels of the same
+    values compile a second graph and give the same probabilities."""
+    with rasterio.open(KAMPALA) as src:
+        x = src.read(window=Window(700, 400, 256, 256))[None]
+    v = np.ones((1, 256, 256), bool)
+    v[0, :, :30] = False
+    pred = predictor_for(str(LANDCOVER_MODEL), "cpu", 1, "auto")
+    assert pred is not None
+    p = pred.predict(x, v)
+    assert p.dtype == np.float16 and p.shape == (1, 5, 256, 256)
+    np.testing.assert_allclose(p.astype(np.float32).sum(1), 1.0, atol=3e-3)
+    np.testing.assert_array_equal(pred.predict(x.astype(np.float32), v), p)
 
 
 def test_which_runs_go_without_torch(ov_cache):

@@ -49,7 +49,13 @@ def _local_cluster(cfg: ClusterConfig, torch_free: bool = False) -> LocalCluster
     # distributed's INFO/WARNING lines (e.g. comms closed by an early exit on bad input) are noise here;
     # set for the process, as in-process workers may still log while the cluster closes
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(cfg, torch_free)}):
+    settings = {
+        "distributed.nanny.pre-spawn-environ": worker_environ(cfg, torch_free),
+        # Dask's statistical profiler samples every worker thread 100 times a second for a dashboard
+        # that embedded clusters do not serve (≈ 1 % of a 2-core run's CPU in a py-spy profile)
+        "distributed.worker.profile.enabled": False,
+    }
+    with dask.config.set(settings):
         return LocalCluster(
             n_workers=cfg.resolved_workers(),
             threads_per_worker=cfg.threads_per_worker,

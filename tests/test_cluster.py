@@ -9,6 +9,10 @@ from geoseg.cluster import dask_client, worker_environ
 from geoseg.config import ClusterConfig
 
 
+def _profiling(dask_worker) -> bool:
+    return any(name.startswith("profile") for name in dask_worker.periodic_callbacks)
+
+
 def _env() -> dict[str, str | None]:
     return {k: os.environ.get(k) for k in [*ALLOCATOR_ENV, "OMP_NUM_THREADS", "GDAL_CACHEMAX"]}
 
@@ -18,6 +22,7 @@ def test_local_cluster_workers_get_allocator_and_thread_env():
     with dask_client(cfg) as client:
         envs = list(client.run(_env).values())
         assert sum(client.nthreads().values()) == 2
+        assert list(client.run(_profiling).values()) == [False]  # no dashboard, no stack sampling
     assert len(envs) == 1
     cache = os.environ.get("GDAL_CACHEMAX", "256")
     assert envs[0] == ALLOCATOR_ENV | {"OMP_NUM_THREADS": "1", "GDAL_CACHEMAX": cache}

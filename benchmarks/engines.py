@@ -1,5 +1,9 @@
-"""Inference engines compared: PyTorch eager (the reference) vs ONNX Runtime, plus CPU bf16 autocast
-and torch.compile, on the same batch of real tiles, in one process with interleaved repeats.
+"""Inference engines compared: PyTorch eager (the reference) vs ONNX Runtime and OpenVINO, plus CPU bf16
+autocast and torch.compile, on the same batch of real tiles, in one process with interleaved repeats.
+
+OpenVINO twice: ``openvino`` is the engine under geoseg's torch ``Predictor`` (torch normalises and
+applies the softmax), ``openvino_graph`` the torch-free ``OpenVinoPredictor`` that CPU workers run
+(normalisation, softmax and float16 inside the OpenVINO graph).
 
     python -m benchmarks.engines --results benchmarks/ENGINES.md
 
@@ -7,7 +11,7 @@ The parent process runs the measurement in a child with geoseg's allocator envir
 (``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_ARENA_MAX=1``) and
 ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` = ``--threads``:
 
-- speed: ``Predictor.predict`` (normalise, pad, engine, softmax, float16) on one batch of ``--batch``
+- speed: ``predict`` (normalise, pad, engine, softmax, float16) on one batch of ``--batch``
   real tiles spread over the scene; each repeat times every engine once, in rotating order, so machine
   noise hits all engines alike; warm-up batches excluded. CPU bf16 autocast is timed in the first
   ``--slow-repeats`` repeats only (it is an order of magnitude slower on CPUs without native bf16);
@@ -43,12 +47,15 @@ from rasterio.windows import Window as RioWindow
 from benchmarks.model_only import read_tiles
 from benchmarks.run import BUNDLED_MODEL, side_env
 from benchmarks.scenes import ROOT, SOURCE
-from geoseg.engines import OnnxEngine, TorchEngine
+from geoseg.engines import OnnxEngine, OpenVinoEngine, TorchEngine
 from geoseg.infer import Predictor
 from geoseg.models.checkpoint import file_sha256, load_checkpoint
+from geoseg.models.meta import read_meta
+from geoseg.ov_predictor import OpenVinoPredictor
 from tiles import TileGrid
 
 CPU = torch.device("cpu")
+AnyPredictor = Predictor | OpenVinoPredictor
 READING_NOTES = [
     "- tiles/s = tiles timed / summed seconds of that engine's timed calls; the speed-up column is the "
     "median over repeats of torch's time / the engine's time in the same repeat (interleaved, rotating "
@@ -56,6 +63,12 @@ READING_NOTES = [
     "- Δp: probabilities of an engine minus torch float32's, over every tile of the scene's grid. "
     "`Predictor.predict` returns float16, whose spacing just below 1.0 is 4.9e-4: an engine whose "
     "float32 probabilities differ by ~1e-6 can still differ by one float16 step in the output.",
+    "- openvino: OpenVINO's CPU plugin under the torch `Predictor` (torch normalises, pads, applies the "
+    "softmax); openvino_graph: the torch-free `OpenVinoPredictor` CPU workers run, with normalisation, "
+    "nodata zeroing, softmax and the float16 cast inside the OpenVINO graph. Its probabilities exist only "
+    "as float16, so its float32 Δp columns include the float16 rounding (≤ 2.4e-4) and its float32 "
+    "argmax is that of float16 values, where near-ties round to equal values (the first class wins). "
+    "The float16 columns compare every engine's `predict` output with torch's, as the pipeline blends them.",
     "- torch_bf16: `torch.autocast('cpu', dtype=torch.bfloat16)` around the torch engine (channels_last); "
     "bf16 is only fast on CPUs with native bf16 (avx512_bf16 / amx_bf16, see SIMD above).",
     "- torch.compile: compile time is a cold start (fresh `TORCHINDUCTOR_CACHE_DIR`); a new input shape "
@@ -105,14 +118,19 @@ def compiled_predictor(
 
 def build_predictors(
     args: argparse.Namespace, x: np.ndarray, v: np.ndarray
-) -> tuple[dict[str, Predictor], dict]:
+) -> tuple[dict[str, AnyPredictor], dict]:
     """One predictor per engine variant, each with its own copy of the model."""
     t0 = time.perf_counter()
     onnx = OnnxEngine(load_checkpoint(args.model), args.threads)
     info: dict = {"onnx_exported": onnx.exported, "onnx_init_s": time.perf_counter() - t0, "compile": None}
+    t0 = time.perf_counter()
+    openvino = OpenVinoEngine(load_checkpoint(args.model), args.threads)
+    info |= {"openvino_converted": openvino.converted, "openvino_init_s": time.perf_counter() - t0}
     preds = {
         "torch": Predictor(load_checkpoint(args.model), CPU, engine="torch"),
         "onnx": Predictor(load_checkpoint(args.model), CPU, engine=onnx),
+        "openvino": Predictor(load_checkpoint(args.model), CPU, engine=openvino),
+        "openvino_graph": OpenVinoPredictor(read_meta(args.model), openvino.path, args.threads),
     }
     if args.compile_timeout > 0:
         compiled, info["compile"] = compiled_predictor(args.model, x, v, args.compile_timeout)
@@ -125,7 +143,7 @@ def build_predictors(
 
 
 def time_interleaved(
-    preds: dict[str, Predictor], x: np.ndarray, v: np.ndarray, repeats: dict[str, int], warmup: int
+    preds: dict[str, AnyPredictor], x: np.ndarray, v: np.ndarray, repeats: dict[str, int], warmup: int
 ) -> dict[str, list[float]]:
     """Seconds per ``predict`` call of each predictor; repeat ``r`` runs them in an order rotated by ``r``.
 
@@ -169,19 +187,24 @@ def scene_tiles(scene: Path, tile: int, overlap: int):
             yield src.read(window=win), np.all(src.read_masks(window=win) > 0, axis=0)
 
 
-def float_probs(pred: Predictor, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+def float_probs(pred: AnyPredictor, x: np.ndarray, v: np.ndarray) -> np.ndarray:
     """float32 softmax probabilities (N, K, h, w) of ``pred``'s engine: ``pred.predict`` returns exactly
-    these, rounded to float16."""
+    these, rounded to float16 (the torch-free predictor's graph gives float16 only)."""
+    if isinstance(pred, OpenVinoPredictor):
+        return pred.predict(x, v).astype(np.float32)
     with torch.inference_mode():
         logits = pred.engine.run(pred.prepare(x, v))
         return torch.softmax(logits[:, :, : x.shape[-2], : x.shape[-1]].float(), dim=1).numpy()
 
 
 def agreement(
-    preds: dict[str, Predictor], scene: Path, tile: int, overlap: int, batch: int, reference: str = "torch"
+    preds: dict[str, AnyPredictor], scene: Path, tile: int, overlap: int, batch: int, reference: str = "torch"
 ) -> dict[str, dict]:
     """Each engine vs the reference over every tile of the scene."""
-    stats = {n: {"max_abs_dp": 0.0, "sum_abs_dp": 0.0, "max_abs_dp_fp16": 0.0, "agree": 0} for n in preds}
+    stats = {
+        n: {"max_abs_dp": 0.0, "sum_abs_dp": 0.0, "max_abs_dp_fp16": 0.0, "agree": 0, "agree16": 0}
+        for n in preds
+    }
     pixels, n_tiles = 0, 0
     tiles = list(scene_tiles(scene, tile, overlap))
     for start in range(0, len(tiles), batch):
@@ -191,7 +214,7 @@ def agreement(
         x, v = np.stack([t[0] for t in part]), np.stack([t[1] for t in part])
         ref = float_probs(preds[reference], x, v)[:n]
         ref16 = ref.astype(np.float16).astype(np.float32)
-        ref_label = ref.argmax(1)
+        ref_label, ref16_label = ref.argmax(1), ref16.argmax(1)
         pixels += ref_label.size
         n_tiles += n
         for name, pred in preds.items():
@@ -200,9 +223,10 @@ def agreement(
             s = stats[name]
             s["max_abs_dp"] = max(s["max_abs_dp"], float(d.max()))
             s["sum_abs_dp"] += float(d.sum(dtype=np.float64))
-            d16 = np.abs(p.astype(np.float16).astype(np.float32) - ref16)
-            s["max_abs_dp_fp16"] = max(s["max_abs_dp_fp16"], float(d16.max()))
+            p16 = p.astype(np.float16).astype(np.float32)
+            s["max_abs_dp_fp16"] = max(s["max_abs_dp_fp16"], float(np.abs(p16 - ref16).max()))
             s["agree"] += int((p.argmax(1) == ref_label).sum())
+            s["agree16"] += int((p16.argmax(1) == ref16_label).sum())
     n_classes = next(iter(preds.values())).n_classes
     return {
         name: {
@@ -211,6 +235,8 @@ def agreement(
             "max_abs_dp_fp16_output": s["max_abs_dp_fp16"],
             "argmax_agreement": s["agree"] / pixels,
             "pixels_differing": pixels - s["agree"],
+            "argmax_agreement_fp16_output": s["agree16"] / pixels,
+            "pixels_differing_fp16_output": pixels - s["agree16"],
             "pixels": pixels,
             "tiles": n_tiles,
         }
@@ -282,6 +308,7 @@ def machine_note() -> dict:
             cmd = " ".join(p.info["cmdline"] or [p.info["name"] or "?"])
             others.append(f"pid {p.pid} {pct:.0f}% CPU: {cmd[:120]}")
     import onnxruntime
+    import openvino
 
     return {
         "cpu": cpu,
@@ -292,6 +319,7 @@ def machine_note() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
+        "openvino": openvino.__version__.split("-")[0],
         "load_avg": os.getloadavg(),
         "busy_processes": others,
     }
@@ -322,7 +350,7 @@ def to_markdown(cmd: str, args: argparse.Namespace, machine: dict, main: dict) -
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     sha = file_sha256(args.model)[:12]
     lines = [
-        "# Inference engines: PyTorch vs ONNX Runtime (CPU)",
+        "# Inference engines: PyTorch vs ONNX Runtime vs OpenVINO (CPU)",
         "",
         "Command (from the repository root):",
         "",
@@ -331,35 +359,41 @@ def to_markdown(cmd: str, args: argparse.Namespace, machine: dict, main: dict) -
         f"- date: {now}",
         f"- machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']:.1f} GiB RAM, "
         f"{machine['platform']}; Python {machine['python']}, torch {machine['torch']}, "
-        f"onnxruntime {machine['onnxruntime']}; SIMD: {' '.join(machine['simd']) or 'none listed'}",
+        f"onnxruntime {machine['onnxruntime']}, openvino {machine.get('openvino', '?')}; "
+        f"SIMD: {' '.join(machine['simd']) or 'none listed'}",
         f"- load average before: {[round(a, 2) for a in machine['load_avg']]}; during the engine run: "
         f"{[round(a, 2) for a in main['load_avg_before']]} → {[round(a, 2) for a in main['load_avg_after']]}",
         "- other busy processes (≥ 20% CPU) at start: "
         + ("; ".join(f"`{p}`" for p in machine["busy_processes"]) or "none"),
         f"- model: `{args.model.name}`, sha256 {sha}; scene `{args.scene.name}`; batch {args.batch} real "
         f"{args.tile}² tiles ({main['tile_shape'][0]}×{main['tile_shape'][1]}), {args.threads} threads "
-        f"(torch and onnxruntime intra-op), {args.warmup} warm-up + {args.repeats} timed interleaved repeats "
+        f"(torch, onnxruntime and OpenVINO), {args.warmup} warm-up + {args.repeats} timed interleaved "
+        "repeats "
         f"({args.slow_repeats} for torch_bf16)",
         "- child environment: " + " ".join(f"{k}={v}" for k, v in main["env"].items()),
         f"- ONNX export: {'exported in this run' if main['onnx_exported'] else 'reused from cache'} "
         f"(engine ready in {main['onnx_init_s']:.1f} s), opset 17, dynamic batch/height/width",
+        "- OpenVINO conversion: "
+        f"{'converted in this run' if main['openvino_converted'] else 'reused from cache'} "
+        f"(engine ready in {main['openvino_init_s']:.1f} s), dynamic batch/height/width",
         f"- torch.compile: {compile_note(main['compile'])}",
         "",
-        "### Speed (`Predictor.predict`: normalise, pad, engine, softmax, float16)",
+        "### Speed (`predict`: normalise, pad, engine, softmax, float16)",
         "",
         *fmt_speed_table(main["speed"]),
         "",
         "### Agreement with torch float32, every tile of the scene",
         "",
         "| engine | tiles | max \\|Δp\\| (float32 softmax) | mean \\|Δp\\| | max \\|Δp\\| of float16 output "
-        "| argmax agreement | pixels differing |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| argmax agreement | pixels differing | argmax agreement, float16 outputs | pixels differing |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, a in main["agreement"].items():
         lines.append(
             f"| {name} | {a['tiles']} | {a['max_abs_dp']:.2e} | {a['mean_abs_dp']:.2e} "
             f"| {a['max_abs_dp_fp16_output']:.2e} | {a['argmax_agreement']:.6f} "
-            f"| {a['pixels_differing']} of {a['pixels']} |"
+            f"| {a['pixels_differing']} of {a['pixels']} | {a['argmax_agreement_fp16_output']:.6f} "
+            f"| {a['pixels_differing_fp16_output']} |"
         )
     if args.note:
         lines += ["", f"Note: {args.note}"]

@@ -218,11 +218,14 @@ def test_engines_benchmark_smoke(tmp_path, onnx_cache):
          "--warmup", "0", "--compile-timeout", "0", "--results", str(md), "--note", "test run"]
     )  # fmt: skip
     speed, agreement = results["engines"]["speed"], results["engines"]["agreement"]
-    assert set(speed) == set(agreement) == {"torch", "onnx", "torch_bf16"}
+    assert set(speed) == set(agreement) == {"torch", "onnx", "openvino", "openvino_graph", "torch_bf16"}
     assert all(s["tiles_per_s"] > 0 for s in speed.values())
     assert agreement["onnx"]["tiles"] == 4 and agreement["onnx"]["argmax_agreement"] >= 0.999
+    assert agreement["openvino_graph"]["argmax_agreement"] >= 0.999
+    assert agreement["openvino_graph"]["max_abs_dp"] < 1e-3  # float16 output vs torch float32
     assert agreement["torch"]["max_abs_dp"] == 0.0
     assert results["engines"]["env"]["MALLOC_MMAP_MAX_"] == "0"
     text = md.read_text()
-    assert "python -m benchmarks.engines --scene" in text and "test run" in text and "| onnx |" in text
+    assert "python -m benchmarks.engines --scene" in text and "test run" in text
+    assert "| openvino_graph |" in text
     assert json.loads(md.with_suffix(".json").read_text())["engines"]["compile"] is None

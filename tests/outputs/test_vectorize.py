@@ -178,6 +178,26 @@ def test_seam_polygons_touch_internal_block_edges(lulc: ClassRaster) -> None:
             assert (xmin == 0 or xmax == bw or ymin == 0 or ymax == bh) == on_seam
 
 
+def test_block_polygons_pickle_exactly(lulc: ClassRaster) -> None:
+    """A block's polygons cross from worker to client as WKB arrays: same geometries, vertex for vertex."""
+    import pickle
+
+    h, w = lulc.labels.shape
+    row, col, bh, bw = 40, 30, 40, 50
+    t = window_transform(Window(col, row, bw, bh), lulc.transform)
+    bp = vectorize_block(
+        lulc.labels[row : row + bh, col : col + bw], t, nodata=0, block_row_off=row, block_col_off=col,
+        scene_height=h, scene_width=w,
+    )  # fmt: skip
+    assert bp.seam and bp.interior
+    back = pickle.loads(pickle.dumps(bp, protocol=5))
+    assert back.window == bp.window and back.transform == bp.transform
+    np.testing.assert_array_equal(back.saddles, bp.saddles)
+    for a, b in ((bp.interior, back.interior), (bp.seam, back.seam)):
+        assert [v for _, v in a] == [v for _, v in b] and all(isinstance(v, int) for _, v in b)
+        assert all(g.equals_exact(g2, 0) for (g, _), (g2, _) in zip(a, b, strict=True))
+
+
 def test_wide_ids_and_no_nodata(lulc: ClassRaster) -> None:
     """uint32 instance-like ids above 2**16 and no nodata value: every pixel is polygonized."""
     ids = lulc.labels.astype(np.uint32) * 70_000 + 3

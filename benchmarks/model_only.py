@@ -27,6 +27,7 @@ from rasterio.windows import Window as RioWindow
 from geoseg.engines import TorchEngine
 from geoseg.infer import Predictor
 from geoseg.models.checkpoint import load_checkpoint
+from geoseg.ov_predictor import OpenVinoPredictor, predictor_for
 from tiles import TileGrid
 
 
@@ -53,19 +54,25 @@ def make_predictor(
     device: str = "cpu",
     precision: str = "fp32",
     channels_last: bool = True,
-) -> Predictor:
-    """geoseg's Predictor; for the torch engine with the given autocast precision and memory layout."""
+) -> Predictor | OpenVinoPredictor:
+    """geoseg's predictor: for the torch engine with the given autocast precision and memory layout; for
+    ``auto``/``openvino`` on the CPU the torch-free OpenVINO predictor that workers run."""
     dev = torch.device(device)
     checkpoint = load_checkpoint(model, device=dev)
     if engine != "torch":
-        return Predictor(checkpoint, dev, engine=engine)  # type: ignore[arg-type]
+        predictor = Predictor(checkpoint, dev, engine=engine)  # type: ignore[arg-type]  (converts once)
+        # what CPU workers run once the conversion is cached: the torch-free OpenVINO predictor
+        converted = predictor_for(str(model), device, torch.get_num_threads(), engine)
+        return predictor if converted is None else converted
     assert checkpoint.model is not None
     return Predictor(
         checkpoint, dev, engine=TorchEngine(checkpoint.model, dev, PRECISIONS[precision], channels_last)
     )
 
 
-def time_batches(predictor: Predictor, x: np.ndarray, v: np.ndarray, batches: int, warmup: int) -> dict:
+def time_batches(
+    predictor: Predictor | OpenVinoPredictor, x: np.ndarray, v: np.ndarray, batches: int, warmup: int
+) -> dict:
     """Time ``batches`` calls of ``predictor.predict`` (probabilities back in host memory)."""
     for _ in range(warmup):
         predictor.predict(x, v)
@@ -83,7 +90,7 @@ def time_batches(predictor: Predictor, x: np.ndarray, v: np.ndarray, batches: in
         "warmup": warmup,
         "tile_shape": list(x.shape[-2:]),
         "engine": predictor.engine.name,
-        "device": str(predictor.device),
+        "device": str(getattr(predictor, "device", "cpu")),
     }
 
 

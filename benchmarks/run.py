@@ -103,8 +103,9 @@ PEER_NOTES = [
     "peers (geoseg always tunes its own workers).",
     "- Engines: geoseg runs its default `--engine auto` (OpenVINO on CPU workers, `engines_used` in its "
     "run.json); the naive script (geoseg's `Predictor`), the peers and the first two model-only rows run "
-    "PyTorch (the reference); the model-only row 'engine auto' is geoseg's engine alone. (b)/(a) is given "
-    "against both ceilings.",
+    "PyTorch (the reference); the model-only row 'engine auto' is geoseg's engine alone, as CPU workers "
+    "run it (the torch-free OpenVINO predictor: normalisation and softmax inside the OpenVINO graph). "
+    "(b)/(a) is given against both ceilings.",
 ]
 
 

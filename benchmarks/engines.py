@@ -368,8 +368,7 @@ def to_markdown(cmd: str, args: argparse.Namespace, machine: dict, main: dict) -
         f"- model: `{args.model.name}`, sha256 {sha}; scene `{args.scene.name}`; batch {args.batch} real "
         f"{args.tile}² tiles ({main['tile_shape'][0]}×{main['tile_shape'][1]}), {args.threads} threads "
         f"(torch, onnxruntime and OpenVINO), {args.warmup} warm-up + {args.repeats} timed interleaved "
-        "repeats "
-        f"({args.slow_repeats} for torch_bf16)",
+        f"repeats ({args.slow_repeats} for torch_bf16)",
         "- child environment: " + " ".join(f"{k}={v}" for k, v in main["env"].items()),
         f"- ONNX export: {'exported in this run' if main['onnx_exported'] else 'reused from cache'} "
         f"(engine ready in {main['onnx_init_s']:.1f} s), opset 17, dynamic batch/height/width",

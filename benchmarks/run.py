@@ -868,9 +868,9 @@ def format_tables(results: dict) -> str:
     lines = [
         "### (a) Model-only ceiling",
         "",
-        f"`Predictor.predict` on one pre-built batch of {cfg['batch']} real {cfg['tile']}² tiles, "
-        f"{cfg['warmup']} warm-up + {cfg['model_batches']} timed batches, "
-        f"{cfg['torch_threads']} torch threads.",
+        f"`predict` (torch `Predictor`; 'engine auto': the torch-free OpenVINO predictor) on one pre-built "
+        f"batch of {cfg['batch']} real {cfg['tile']}² tiles, {cfg['warmup']} warm-up + "
+        f"{cfg['model_batches']} timed batches, {cfg['torch_threads']} threads.",
         "",
         "| allocator | MALLOC_* env | tiles/s | median batch s | peak RSS MiB | load 1m |",
         "|---|---|---:|---:|---:|---:|",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,12 +12,11 @@ from affine import Affine
 from rasterio.crs import CRS
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("GEOSEG_SHARED_DATA", "/work/shared/data"))
 KAMPALA = ROOT / "data" / "samples" / "kampala_oam_west.tif"
 KAMPALA_BUILDINGS = ROOT / "data" / "samples" / "kampala_oam_west_buildings.geojson"
 ALBERS = ROOT / "data" / "samples" / "landsat_albers_customproj.tif"
-LULC = SHARED / "landcover" / "eolearn_lulc_mask.tif"
-NEBRASKA = SHARED / "scenes" / "landsat5_nebraska_wgs84_nodata.tif"
+LULC = ROOT / "data" / "samples" / "eolearn_series" / "eolearn_lulc_mask.tif"
+NEBRASKA = ROOT / "data" / "samples" / "landsat5_nebraska_wgs84_window.tif"
 
 LULC_NAMES = {1: "cultivated", 2: "forest", 3: "grassland", 4: "shrubland", 8: "artificial"}
 LULC_COLORS = {1: "#ffff00", 2: "#054907", 3: "#ffa500", 4: "#806000", 8: "#dc0000"}
@@ -30,12 +28,6 @@ class ClassRaster:
     transform: Affine
     crs: CRS
     nodata: int | None
-
-
-def _need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"sample data {path} not available")
-    return path
 
 
 def quantize(band: np.ndarray, valid: np.ndarray, n: int = 4, smooth: int = 0) -> np.ndarray:
@@ -54,7 +46,7 @@ def quantize(band: np.ndarray, valid: np.ndarray, n: int = 4, smooth: int = 0) -
 @pytest.fixture(scope="session")
 def lulc() -> ClassRaster:
     """eo-learn's land-cover reference mask (Slovenia, EPSG:32633, 100x101, nodata 0)."""
-    with rasterio.open(_need(LULC)) as src:
+    with rasterio.open(LULC) as src:
         return ClassRaster(src.read(1), src.transform, src.crs, int(src.nodata))
 
 
@@ -73,8 +65,7 @@ def kampala_classes() -> ClassRaster:
 @pytest.fixture(scope="session")
 def nebraska_classes() -> ClassRaster:
     """3 classes from a 400x400 window of the Landsat 5 Nebraska scene in EPSG:4326 (nodata -9999 -> 0)."""
-    with rasterio.open(_need(NEBRASKA)) as src:
-        win = rasterio.windows.Window(1200, 2000, 400, 400)
-        band = src.read(1, window=win)
-        transform, crs = src.window_transform(win), src.crs
+    with rasterio.open(NEBRASKA) as src:
+        band = src.read(1)
+        transform, crs = src.transform, src.crs
     return ClassRaster(quantize(band, band != -9999, n=3, smooth=3), transform, crs, 0)

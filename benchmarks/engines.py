@@ -52,6 +52,7 @@ from geoseg.infer import Predictor
 from geoseg.models.checkpoint import file_sha256, load_checkpoint
 from geoseg.models.meta import read_meta
 from geoseg.ov_predictor import OpenVinoPredictor
+from geoseg.precision import cpu_info, native_bf16
 from tiles import TileGrid
 
 CPU = torch.device("cpu")
@@ -132,6 +133,9 @@ def build_predictors(
         "openvino": Predictor(load_checkpoint(args.model), CPU, engine=openvino),
         "openvino_graph": OpenVinoPredictor(read_meta(args.model), openvino.path, args.threads),
     }
+    if native_bf16():  # what --precision bf16 / auto buys on this CPU, next to the f32 default
+        meta = read_meta(args.model)
+        preds["openvino_graph_bf16"] = OpenVinoPredictor(meta, openvino.path, args.threads, "bf16")
     if args.compile_timeout > 0:
         compiled, info["compile"] = compiled_predictor(args.model, x, v, args.compile_timeout)
         if compiled is not None:
@@ -139,6 +143,7 @@ def build_predictors(
     if args.bf16:
         ckpt = load_checkpoint(args.model)
         preds["torch_bf16"] = Predictor(ckpt, CPU, engine=TorchEngine(ckpt.model, CPU, torch.bfloat16))
+    info["precisions"] = {name: pred.engine.precision for name, pred in preds.items()}
     return preds, info
 
 
@@ -281,16 +286,7 @@ def run_child(args: argparse.Namespace) -> dict:
 
 
 def machine_note() -> dict:
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    cpu = cpu_info()
     procs = [p for p in psutil.process_iter(["cmdline", "name"]) if p.pid != os.getpid()]
     for p in procs:
         try:
@@ -311,9 +307,10 @@ def machine_note() -> dict:
     import openvino
 
     return {
-        "cpu": cpu,
+        "cpu": cpu["model"],
         "cores": os.cpu_count(),
-        "simd": sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"}),
+        "simd": cpu["isa"],
+        "native_bf16": native_bf16(cpu),
         "ram_gib": psutil.virtual_memory().total / 2**30,
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -376,6 +373,8 @@ def to_markdown(cmd: str, args: argparse.Namespace, machine: dict, main: dict) -
         f"{'converted in this run' if main['openvino_converted'] else 'reused from cache'} "
         f"(engine ready in {main['openvino_init_s']:.1f} s), dynamic batch/height/width",
         f"- torch.compile: {compile_note(main['compile'])}",
+        "- precision each engine reported (read back from the compiled model): "
+        + ", ".join(f"{n} {p}" for n, p in main.get("precisions", {}).items()),
         "",
         "### Speed (`predict`: normalise, pad, engine, softmax, float16)",
         "",

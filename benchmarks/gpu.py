@@ -330,7 +330,9 @@ def format_markdown(results: dict | list[dict], title: str = "# geoseg on a GPU"
         "",
         f"Measured {results['started']} at commit `{results['git']}` with `{results['command']}`.",
         f"GPU: {gpu['nvidia_smi']} ({gpu['multiprocessors']} SMs; CUDA {gpu['torch_cuda']}, cuDNN "
-        f"{gpu['cudnn']}); host: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB, "
+        f"{gpu['cudnn']}); host: {machine['cpu']} "
+        f"(ISA: {', '.join(machine.get('isa', [])) or 'not recorded'}), {machine['cores']} cores, "
+        f"{machine['ram_gib']} GiB, "
         f"Python {machine['python']}, torch {machine['torch']}. GPU utilisation: `nvidia-smi` "
         "`utilization.gpu` (share of time a kernel ran) sampled every 0.1 s over each measurement.",
         "",

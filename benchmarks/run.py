@@ -40,6 +40,7 @@ from rasterio.windows import Window as RioWindow
 
 from benchmarks.scenes import ROOT, cache_dir, scene_path
 from geoseg.allocator import ALLOCATOR_ENV  # the setting geoseg gives its workers
+from geoseg.precision import cpu_info
 from tiles import TileGrid
 
 BUNDLED_MODEL = ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt"
@@ -643,18 +644,13 @@ def file_sha256(path: Path) -> str:
 
 
 def machine_info() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The machine every result file names: CPU model and the ISA flags that decide precision and speed."""
     import torch
 
+    cpu = cpu_info()
     return {
-        "cpu": cpu,
+        "cpu": cpu["model"],
+        "isa": cpu["isa"],
         "cores": os.cpu_count(),
         "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "os": platform.platform(),
@@ -964,7 +960,8 @@ def format_markdown(results: dict, command: str, note: str | None) -> str:
         "```",
         "",
         f"- date: {results['started']} – {results['finished']}, git {results['git']}",
-        f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}; "
+        f"- machine: {m['cpu']} (ISA: {', '.join(m.get('isa', [])) or 'not recorded'}), {m['cores']} cores, "
+        f"{m['ram_gib']} GiB RAM, {m['os']}; "
         f"Python {m['python']}, torch {m['torch']}; load average at start {m['load_avg_at_start']}",
         f"- model: `{Path(model['path']).name}` ({model['kind']}), sha256 {model['sha256'][:12]}",
         f"- settings: tile {cfg['tile']}, overlap {cfg['overlap']}, batch {cfg['batch']}, "

@@ -12,10 +12,15 @@ from pydantic import ValidationError
 
 from geoseg.config import DEFAULT_LANDCOVER_MODEL, ClusterConfig, RunConfig
 from geoseg.errors import GeosegError
+from geoseg.precision import PRECISIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Segment large GeoTIFF scenes with Dask.")
 
 EXIT_USAGE = 2
+PRECISION_HELP = (
+    "f32, bf16, fp16 or auto (fastest native); default: f32 on CPU engines (the same class map on any CPU), "
+    "float16 autocast on CUDA"
+)
 
 
 def _fail(message: str) -> NoReturn:
@@ -51,6 +56,7 @@ def run(
         str, typer.Option(help="auto (openvino on CPU where installed, else torch), torch, onnx or openvino")
     ] = "auto",
     amp: Annotated[bool, typer.Option(help="float16 autocast on CUDA devices")] = True,
+    precision: Annotated[str | None, typer.Option(help=PRECISION_HELP)] = None,
     workers: Annotated[int | None, typer.Option(help="LocalCluster workers")] = None,
     processes: Annotated[
         bool,
@@ -80,6 +86,7 @@ def run(
             device=device,
             engine=engine,
             amp=amp,
+            precision=precision,
             overwrite=overwrite,
             progress=progress,
             cluster=ClusterConfig(
@@ -260,6 +267,7 @@ def evaluate(
     batch: Annotated[int, typer.Option(help="tiles per forward pass")] = 8,
     resample: Annotated[bool, typer.Option(help="resample scenes whose GSD differs from the model's")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
+    precision: Annotated[str | None, typer.Option(help=PRECISION_HELP)] = None,
 ) -> None:
     """Score a model (or a classical baseline) against labels: IoU, F1, precision, recall, object F1."""
     from geoseg.evaluate import Segmenter, evaluate_chips, evaluate_scenes
@@ -273,9 +281,11 @@ def evaluate(
     if chips and colors is None:
         _fail("--chips needs --colors")
     box = _parse_bounds(bounds)
+    if precision is not None and precision not in PRECISIONS:
+        _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     notify = lambda m: typer.echo(m, err=True)  # noqa: E731
     try:
-        seg = Segmenter(model, device=device, batch=batch, resample=resample)
+        seg = Segmenter(model, device=device, batch=batch, resample=resample, precision=precision)
         if chips:
             report = evaluate_chips(seg, chips, colors, subfolder, notify=notify)
         else:

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from geoseg.precision import Precision
+
 DEFAULT_LANDCOVER_MODEL = Path(__file__).parent / "checkpoints" / "landcover_rgb.pt"
 
 
@@ -69,6 +71,11 @@ class RunConfig(BaseModel):
         description="inference engine: auto (openvino on CPU workers where installed, else torch), torch, "
         "onnx (ONNX Runtime) or openvino",
     )
+    precision: Precision | None = Field(
+        None,
+        description="inference precision: f32, bf16, fp16 or auto (the fastest the hardware runs natively); "
+        "default f32 on CPU engines, float16 autocast on CUDA (see geoseg.precision)",
+    )
     overwrite: bool = False
     progress: bool = True
     cluster: ClusterConfig = ClusterConfig()
@@ -91,6 +98,12 @@ class RunConfig(BaseModel):
     def _overlap_below_half_tile(self) -> RunConfig:
         if self.overlap is not None:
             check_overlap(self.overlap, self.tile)
+        return self
+
+    @model_validator(mode="after")
+    def _precision_the_engine_runs(self) -> RunConfig:
+        if self.engine == "onnx" and self.precision in ("bf16", "fp16"):
+            raise ValueError(f"the onnx engine runs f32 only, not {self.precision}; use openvino or torch")
         return self
 
 

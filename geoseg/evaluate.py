@@ -27,6 +27,7 @@ from geoseg.io.raster import Scene, open_scene, read_window
 from geoseg.metrics import confusion_matrix, object_counts_to_scores, object_scores, scores
 from geoseg.models.checkpoint import load_checkpoint
 from geoseg.pipeline import to_scene_grid, work_window_of_block
+from geoseg.precision import cpu_label
 from geoseg.rundir import atomic_write_text
 from geoseg.train.chips import IGNORE_INDEX, find_pairs, load_chips
 from geoseg.train.config import ColorTable
@@ -46,6 +47,7 @@ class EvalReport:
     confusion: np.ndarray
     inputs: list[dict[str, Any]] = field(default_factory=list)
     objects: dict[str, float] | None = None
+    inference: dict[str, Any] | None = None  # engine, the precision it reported, the CPU
 
     def summary(self) -> dict[str, Any]:
         s = scores(self.confusion)
@@ -68,6 +70,7 @@ class EvalReport:
             },
             "objects": self.objects,
             "inputs": self.inputs,
+            "inference": self.inference,
         }
 
     def write(self, path: Path) -> None:
@@ -111,6 +114,7 @@ class Segmenter:
         overlap: int | None = None,
         batch: int = 8,
         resample: bool = True,
+        precision: str | None = None,
     ) -> None:
         self.spec = spec
         self.baseline = get_baseline(spec) if spec.startswith(BASELINE_PREFIX) else None
@@ -118,10 +122,16 @@ class Segmenter:
             self.task = self.baseline.task
             self.classes = [c.name for c in self.baseline.classes]
             self.predictor = None
+            self.inference: dict[str, Any] | None = None
         else:
             dev = resolve_device(device)
             ckpt = load_checkpoint(spec, device=dev)
-            self.predictor = Predictor(ckpt, dev)
+            self.predictor = Predictor(ckpt, dev, precision=precision)
+            self.inference = {
+                "engine": self.predictor.engine.name,
+                "precision": self.predictor.engine.precision,
+                "cpu": cpu_label(),
+            }
             self.meta = ckpt.meta
             self.task = ckpt.meta.task
             self.classes = [c.name for c in ckpt.meta.classes]
@@ -205,7 +215,7 @@ def evaluate_scenes(
 ) -> EvalReport:
     """Score ``seg`` on georeferenced images with polygon or raster labels."""
     k = len(seg.classes)
-    report = EvalReport(seg.spec, seg.task, seg.classes, np.zeros((k, k), np.int64))
+    report = EvalReport(seg.spec, seg.task, seg.classes, np.zeros((k, k), np.int64), inference=seg.inference)
     background = "background" if "background" in seg.classes else None
     obj = {"tp": 0, "fp": 0, "fn": 0}
     for image_path, label_path in pairs:
@@ -258,7 +268,7 @@ def evaluate_chips(
     remap = np.full(256, IGNORE_INDEX, np.uint8)
     remap[: len(names)] = [seg.classes.index(n) for n in names]
     k = len(seg.classes)
-    report = EvalReport(seg.spec, seg.task, seg.classes, np.zeros((k, k), np.int64))
+    report = EvalReport(seg.spec, seg.task, seg.classes, np.zeros((k, k), np.int64), inference=seg.inference)
     for chip in load_chips(pairs, table.index_of_color(IGNORE_INDEX)):
         image = np.moveaxis(chip.image, -1, 0)
         pred = seg.predict_array(image, np.ones(chip.mask.shape, bool), ["red", "green", "blue"], None)

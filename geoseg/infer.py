@@ -43,12 +43,15 @@ class Predictor:
         device: torch.device,
         amp: bool = False,
         engine: EngineName | Engine = "torch",
+        precision: str | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.meta = checkpoint.meta
         self.device = device
         self.amp = amp and device.type == "cuda"
-        self.engine = make_engine(engine, checkpoint, device, amp=amp) if isinstance(engine, str) else engine
+        if isinstance(engine, str):
+            engine = make_engine(engine, checkpoint, device, amp=amp, precision=precision)
+        self.engine = engine
         self.model = checkpoint.model
         norm = self.meta.normalization
         # batches are normalised where the engine runs: on a GPU only uint8 pixels cross the bus
@@ -113,20 +116,22 @@ def get_predictor(
     torch_threads: int = 0,
     engine: EngineName = "auto",
     amp: bool = True,
+    precision: str | None = None,
 ) -> Predictor | OpenVinoPredictor:
-    """The worker-process-wide predictor for a checkpoint and engine (loaded once per process): on the
-    CPU with a cached OpenVINO conversion the torch-free ``OpenVinoPredictor``, else ``Predictor``.
+    """The worker-process-wide predictor for a checkpoint, engine and precision (loaded once per process):
+    on the CPU with a cached OpenVINO conversion the torch-free ``OpenVinoPredictor``, else ``Predictor``.
 
-    ``amp``: float16 autocast where the model runs on a CUDA device (ignored on the CPU).
+    ``amp``: float16 autocast where the model runs on a CUDA device and no ``precision`` is given.
     """
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)
     dev = resolve_device(device)
     if dev.type == "cpu":
-        converted = predictor_for(checkpoint_path, "cpu", torch.get_num_threads(), engine)
+        converted = predictor_for(checkpoint_path, "cpu", torch.get_num_threads(), engine, precision)
         if converted is not None:
             return converted
-    return Predictor(load_checkpoint(checkpoint_path, device=dev), dev, amp=amp, engine=engine)
+    checkpoint = load_checkpoint(checkpoint_path, device=dev)
+    return Predictor(checkpoint, dev, amp=amp, engine=engine, precision=precision)
 
 
 _load_lock = threading.Lock()
@@ -138,10 +143,11 @@ def shared_predictor(
     torch_threads: int = 0,
     engine: EngineName = "auto",
     amp: bool = True,
+    precision: str | None = None,
 ) -> Predictor | OpenVinoPredictor:
     """Thread-safe access to ``get_predictor`` (two tasks must not load the same model twice)."""
     with _load_lock:
-        return get_predictor(str(checkpoint_path), device, torch_threads, engine, amp)
+        return get_predictor(str(checkpoint_path), device, torch_threads, engine, amp, precision)
 
 
 def predict_image(

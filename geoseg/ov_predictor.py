@@ -23,6 +23,7 @@ import numpy as np
 
 from geoseg.models.meta import CheckpointMeta, file_sha256, read_meta
 from geoseg.offheap import offheap_empty
+from geoseg.precision import openvino_hint, precision_name
 
 CACHE_ENV = "GEOSEG_CACHE_DIR"
 # Part of the cache key: bump when the conversion itself changes.
@@ -76,14 +77,21 @@ def runs_without_torch(checkpoint_path: str, device: str, engine: str) -> bool:
         return False
 
 
-def infer_request(core: Any, model: Any, threads: int) -> Any:
-    """An inference request of ``model`` compiled for OpenVINO's CPU plugin with ``threads`` threads."""
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-    return core.compile_model(model, "CPU", config).create_infer_request()
+def infer_request(core: Any, model: Any, threads: int, precision: str | None = None) -> tuple[Any, str]:
+    """An inference request of ``model`` compiled for OpenVINO's CPU plugin with ``threads`` threads in
+    ``precision`` (stated explicitly: see ``geoseg.precision``), and the precision the compiled model
+    reports it runs in (read back: the plugin may fall back to what the CPU supports)."""
+    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    config |= openvino_hint(precision)
+    compiled = core.compile_model(model, "CPU", config)
+    return compiled.create_infer_request(), precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
 
 
 class _EngineInfo:
     name = "openvino"
+
+    def __init__(self) -> None:
+        self.precision = ""  # as the compiled model reports it
 
 
 def with_pre_and_post(model: Any, meta: CheckpointMeta, pixel_type: Any) -> Any:
@@ -118,12 +126,13 @@ class OpenVinoPredictor:
     inference thread, as in ``Predictor``.
     """
 
-    def __init__(self, meta: CheckpointMeta, xml: Path, threads: int) -> None:
+    def __init__(self, meta: CheckpointMeta, xml: Path, threads: int, precision: str | None = None) -> None:
         import openvino as ov
 
         self.core = ov.Core()
         self.xml = xml
         self.threads = threads
+        self.precision = precision
         self.meta = meta
         self.engine = _EngineInfo()
         self._requests: dict[np.dtype, Any] = {}
@@ -139,7 +148,9 @@ class OpenVinoPredictor:
             import openvino as ov
 
             model = with_pre_and_post(self.core.read_model(str(self.xml)), self.meta, ov.Type(dtype))
-            self._requests[dtype] = infer_request(self.core, model, self.threads)
+            self._requests[dtype], self.engine.precision = infer_request(
+                self.core, model, self.threads, self.precision
+            )
         return self._requests[dtype]
 
     def prepare(self, batch: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,21 +186,23 @@ class OpenVinoPredictor:
 
 
 @lru_cache(maxsize=4)
-def _load(checkpoint_path: str, threads: int) -> OpenVinoPredictor:
+def _load(checkpoint_path: str, threads: int, precision: str | None) -> OpenVinoPredictor:
     xml = ir_path(file_sha256(checkpoint_path))
-    return OpenVinoPredictor(read_meta(checkpoint_path), xml, threads or os.cpu_count() or 1)
+    return OpenVinoPredictor(read_meta(checkpoint_path), xml, threads or os.cpu_count() or 1, precision)
 
 
 _lock = threading.Lock()
 
 
-def predictor_for(checkpoint_path: str, device: str, threads: int, engine: str) -> OpenVinoPredictor | None:
+def predictor_for(
+    checkpoint_path: str, device: str, threads: int, engine: str, precision: str | None = None
+) -> OpenVinoPredictor | None:
     """The process-wide torch-free predictor of a checkpoint, or None where it does not apply (the torch
     predictor then runs). A damaged cached conversion also answers None: the torch path converts again."""
     if not runs_without_torch(checkpoint_path, device, engine):
         return None
     with _lock:
         try:
-            return _load(checkpoint_path, threads)
+            return _load(checkpoint_path, threads, precision)
         except Exception:  # noqa: BLE001 - e.g. a damaged cache file: the torch path converts it again
             return None

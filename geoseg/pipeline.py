@@ -31,6 +31,7 @@ from odc.geo.geobox import GeoBox
 from geoseg.io.raster import Scene, read_valid_mask, read_window
 from geoseg.offheap import offheap_copy
 from geoseg.ov_predictor import predictor_for
+from geoseg.precision import cpu_label
 from geoseg.vectorize import BlockPolygons, vectorize_block
 from tiles import BlockAccumulator, TileGrid, Window, blend_weights, block_windows
 
@@ -47,6 +48,7 @@ class ModelTask:
     class_ids: tuple[int, ...]
     engine: str = "auto"
     amp: bool = True
+    precision: str | None = None  # geoseg.precision: None is f32 on the CPU, fp16 autocast on CUDA (amp)
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ class BatchStats:
     predicted: int  # tiles with valid pixels (the others were skipped)
     finished_at: float  # time.time() on the worker
     engine: str = ""  # the engine that ran it (``auto`` resolved)
+    precision: str = ""  # what that engine computed in, as it reports it
+    cpu: str = ""  # the worker's CPU and relevant ISA flags (geoseg.precision.cpu_label)
 
 
 @dataclass
@@ -152,21 +156,25 @@ def predict_batch(
     t1 = time.perf_counter()
     probs: dict[int, np.ndarray | None] = {i: None for i, _ in windows}
     valid = {i: offheap_copy(v) for i, _, v in reads}  # kept with the probabilities
-    model_s, engine = 0.0, ""
+    model_s, engine, precision = 0.0, "", ""
     if kept:
-        predictor = predictor_for(model.checkpoint, model.device, model.torch_threads, model.engine)
+        predictor = predictor_for(
+            model.checkpoint, model.device, model.torch_threads, model.engine, model.precision
+        )
         if predictor is None:  # not the torch-free OpenVINO case: geoseg.infer imports torch
             from geoseg.infer import shared_predictor
 
             predictor = shared_predictor(
-                model.checkpoint, model.device, model.torch_threads, model.engine, model.amp
+                model.checkpoint, model.device, model.torch_threads, model.engine, model.amp, model.precision
             )
-        engine = predictor.engine.name
+        engine, precision = predictor.engine.name, predictor.engine.precision
         out, model_s = predictor.predict_timed(np.stack([k[1] for k in kept]), np.stack([k[2] for k in kept]))
         for (i, _, _), p in zip(kept, out, strict=True):
             probs[i] = p
     t2 = time.perf_counter()
-    stats = BatchStats(t1 - t0, model_s, t2 - t1, len(windows), len(kept), time.time(), engine)
+    stats = BatchStats(
+        t1 - t0, model_s, t2 - t1, len(windows), len(kept), time.time(), engine, precision, cpu_label()
+    )
     return BatchResult(probs, valid, stats)
 
 
@@ -281,6 +289,8 @@ class Timings:
     tiles_skipped: int = 0
     first_batch_at: float | None = None  # time.time() when the first batch was predicted
     engines: set[str] = field(default_factory=set)  # that ran the batches
+    precisions: set[tuple[str, str]] = field(default_factory=set)  # (engine, precision it reported)
+    cpus: set[str] = field(default_factory=set)  # of the workers that ran the batches
 
     def add_batch(self, s: BatchStats) -> None:
         self.read_s += s.read_s
@@ -290,6 +300,8 @@ class Timings:
         self.tiles_skipped += s.tiles - s.predicted
         if s.engine:
             self.engines.add(s.engine)
+            self.precisions.add((s.engine, s.precision))
+            self.cpus.add(s.cpu)
         if s.predicted and (self.first_batch_at is None or s.finished_at < self.first_batch_at):
             self.first_batch_at = s.finished_at
 

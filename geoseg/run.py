@@ -114,6 +114,7 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
         class_ids,
         cfg.engine,
         cfg.amp,
+        cfg.precision,
     )
     crs_wkt = scene.geobox.crs.to_wkt()
     tags = {"GEOSEG_MODEL_SHA256": model_sha}
@@ -180,6 +181,9 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
                 "bands": bands,
                 "work_grid": None if work is None else [int(work.shape.y), int(work.shape.x)],
                 "engines_used": sorted(timings.engines),
+                # what each engine compiled with (read back from it) and the workers' CPUs
+                "precisions_used": [{"engine": e, "precision": p} for e, p in sorted(timings.precisions)],
+                "worker_cpus": sorted(timings.cpus),
                 "fingerprint": fp,
             },
             model={"path": str(cfg.model), "sha256": model_sha, "metadata": meta.model_dump(mode="json")},
@@ -209,7 +213,8 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     )
 
 
-TIMING_EXTRA = ("first_batch_at", "engines")  # Timings fields that are not durations or counts
+# Timings fields that are not durations or counts
+TIMING_EXTRA = ("first_batch_at", "engines", "precisions", "cpus")
 
 
 class _Sink:

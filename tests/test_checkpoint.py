@@ -120,5 +120,5 @@ def test_run_refuses_a_checkpoint_of_another_task(tmp_path):
     model = build_model(meta.arch, meta.encoder, meta.in_channels, 2, **meta.arch_kwargs)
     path = save_checkpoint(model, meta, tmp_path / "buildings.pt")
     with pytest.raises(ModelMismatchError, match="a buildings model"):
-        run_scene(RunConfig(scene=KAMPALA, out=tmp_path / "out", model=path, progress=False))
+        run_scene(RunConfig(scene=KAMPALA, out=tmp_path / "out", model=path, device="cpu", progress=False))
     assert not (tmp_path / "out").exists()

@@ -72,6 +72,20 @@ def test_invalid_option_is_one_line(tmp_path, kampala_crop):
     ]
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--precision", "f64"], "invalid option precision: Input should be 'f32', 'bf16', 'fp16' or 'auto'"),
+        (["--engine", "onnx", "--precision", "bf16"], "the onnx engine runs f32 only, not bf16"),
+    ],
+)
+def test_precision_options_are_checked_before_anything_runs(tmp_path, kampala_crop, args, message):
+    res = geoseg("run", str(kampala_crop), "--out", str(tmp_path / "o"), *args)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert res.stderr.startswith("error: ") and message in res.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_models_lists_bundled_checkpoint():
     res = geoseg("models")
     assert res.returncode == 0

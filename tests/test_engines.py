@@ -3,7 +3,9 @@ are cached.
 
 Tolerance (onnx or openvino vs torch float32, bundled model, real Kampala tiles): max |Δp| < 1e-4 on float32
 softmax probabilities, < 1e-3 on the float16 probabilities ``Predictor.predict`` returns (float16
-spacing just below 1 is 4.9e-4), and >= 99.9 % of pixels with the same argmax class.
+spacing just below 1 is 4.9e-4), and >= 99.9 % of pixels with the same argmax class. Every comparison
+runs f32 (the default, stated to each engine): they hold on any x86 CPU, with or without native bf16.
+bf16 is checked for >= 99 % agreement only where the CPU computes it natively.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from geoseg.engines import (
 )
 from geoseg.infer import Predictor, shared_predictor
 from geoseg.models.checkpoint import load_checkpoint
+from geoseg.ov_predictor import predictor_for
+from geoseg.precision import cpu_info, cpu_label, native_bf16
 from tests.conftest import KAMPALA, LANDCOVER_MODEL, crop_geotiff
 
 pytest.importorskip("onnxruntime")
@@ -218,7 +222,11 @@ def test_engines_benchmark_smoke(tmp_path, onnx_cache):
          "--warmup", "0", "--compile-timeout", "0", "--results", str(md), "--note", "test run"]
     )  # fmt: skip
     speed, agreement = results["engines"]["speed"], results["engines"]["agreement"]
-    assert set(speed) == set(agreement) == {"torch", "onnx", "openvino", "openvino_graph", "torch_bf16"}
+    expected = {"torch", "onnx", "openvino", "openvino_graph", "torch_bf16"}
+    expected |= {"openvino_graph_bf16"} if native_bf16() else set()  # both precisions where bf16 is native
+    assert set(speed) == set(agreement) == expected
+    assert results["engines"]["precisions"]["openvino_graph"] == "f32"
+    assert results["machine"]["simd"] == cpu_info()["isa"]  # the result file names the CPU's ISA
     assert all(s["tiles_per_s"] > 0 for s in speed.values())
     assert agreement["onnx"]["tiles"] == 4 and agreement["onnx"]["argmax_agreement"] >= 0.999
     assert agreement["openvino_graph"]["argmax_agreement"] >= 0.999
@@ -229,3 +237,32 @@ def test_engines_benchmark_smoke(tmp_path, onnx_cache):
     assert "python -m benchmarks.engines --scene" in text and "test run" in text
     assert "| openvino_graph |" in text
     assert json.loads(md.with_suffix(".json").read_text())["engines"]["compile"] is None
+
+
+def test_engines_report_the_precision_asked_for(onnx_cache):
+    """On any CPU: f32 (the default) is stated to OpenVINO and read back from the compiled model, also by
+    the torch-free predictor; torch and ONNX Runtime report theirs; onnx refuses reduced precision."""
+    pytest.importorskip("openvino")
+    ckpt = load_checkpoint(LANDCOVER_MODEL)
+    assert OpenVinoEngine(ckpt, threads=1).precision == "f32"
+    assert OpenVinoEngine(ckpt, threads=1, precision="f32").precision == "f32"
+    assert OpenVinoEngine(ckpt, threads=1, precision="auto").precision in ("f32", "bf16", "fp16")
+    assert make_engine("auto", ckpt, CPU, threads=1).precision == "f32"
+    graph = predictor_for(str(LANDCOVER_MODEL), "cpu", 1, "auto")  # converted above: the torch-free one
+    assert graph is not None and graph.engine.precision == "f32"
+    assert make_engine("torch", ckpt, CPU).precision == "f32"
+    assert make_engine("torch", ckpt, CPU, precision="bf16").precision == "bf16"
+    assert make_engine("onnx", ckpt, CPU, threads=1).precision == "f32"
+    with pytest.raises(ValueError, match="onnx engine runs f32 only"):
+        make_engine("onnx", ckpt, CPU, precision="bf16")
+
+
+@pytest.mark.skipif(not native_bf16(), reason=f"no native bf16 on this CPU: {cpu_label()}")
+def test_openvino_bf16_agrees_with_f32_where_the_cpu_has_it(onnx_cache, kampala_batch):
+    pytest.importorskip("openvino")
+    x, v = kampala_batch
+    ref = Predictor(load_checkpoint(LANDCOVER_MODEL), CPU)
+    bf16 = Predictor(load_checkpoint(LANDCOVER_MODEL), CPU, engine="openvino", precision="bf16")
+    assert bf16.engine.precision == "bf16"
+    agree = (ref.predict(x, v).argmax(1) == bf16.predict(x, v).argmax(1)).mean()
+    assert 0.99 <= agree, agree

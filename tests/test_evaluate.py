@@ -14,6 +14,7 @@ from geoseg.errors import LabelError, ModelMismatchError
 from geoseg.evaluate import Segmenter, evaluate_chips, evaluate_scenes
 from geoseg.io.raster import open_scene, read_window
 from geoseg.metrics import confusion_matrix, scores
+from geoseg.precision import cpu_label
 from geoseg.train.labels import read_labels
 from tiles import Window
 
@@ -78,7 +79,7 @@ def test_baseline_scores_equal_an_independent_count():
 
 
 def test_chip_evaluation_writes_json_matching_the_table(tmp_path):
-    seg = Segmenter(str(LANDCOVER_MODEL))
+    seg = Segmenter(str(LANDCOVER_MODEL), device="cpu")
     chips = few_chips(tmp_path / "dubai", per_tile=1)
     report = evaluate_chips(seg, chips, DUBAI / "classes.yaml", subfolder="tile_3", **QUIET)
     out = tmp_path / "scores.json"
@@ -90,18 +91,20 @@ def test_chip_evaluation_writes_json_matching_the_table(tmp_path):
     assert data["miou"] == pytest.approx(scores(cm)["miou"], abs=1e-4)
     assert f"mIoU {data['miou']:.3f}" in report.table()
     assert len(data["inputs"]) == 1
+    # scored in f32 (the default on the CPU), recorded with the CPU that computed it
+    assert data["inference"] == {"engine": "torch", "precision": "f32", "cpu": cpu_label()}
 
 
 def test_labels_with_classes_the_model_lacks_are_refused(tmp_path, kampala_crop):
     labels = tmp_path / "pools.gpkg"
     gpd.read_file(KAMPALA_BUILDINGS).assign(kind="swimming pool").to_file(labels, engine="pyogrio")
-    seg = Segmenter(str(LANDCOVER_MODEL))
+    seg = Segmenter(str(LANDCOVER_MODEL), device="cpu")
     with pytest.raises(LabelError, match="unknown class value"):
         evaluate_scenes(seg, [(kampala_crop, labels)], class_field="kind", **QUIET)
 
 
 def test_a_model_of_another_band_count_is_refused():
-    seg = Segmenter(str(LANDCOVER_MODEL))
+    seg = Segmenter(str(LANDCOVER_MODEL), device="cpu")
     with pytest.raises(ModelMismatchError, match="13 band"):
         evaluate_scenes(seg, [(S2_SCENE, S2_LULC)], class_field="LULC_NAME", **QUIET)
 

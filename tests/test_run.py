@@ -20,6 +20,7 @@ from geoseg.errors import OutputExistsError
 from geoseg.infer import Predictor
 from geoseg.io.raster import open_scene
 from geoseg.models.checkpoint import load_checkpoint
+from geoseg.precision import cpu_label
 from geoseg.run import run_scene
 
 from .conftest import KAMPALA, LANDCOVER_MODEL, LANDSAT_RGB, needs_qgis, open_in_qgis
@@ -32,7 +33,7 @@ def config(scene, out, cluster, **kw) -> RunConfig:
         model=LANDCOVER_MODEL,
         progress=False,
         cluster=ClusterConfig(scheduler=cluster.scheduler_address),
-        **kw,
+        **({"device": "cpu"} | kw),  # the CPU path, also on machines with a GPU
     )
 
 
@@ -186,10 +187,24 @@ def test_model_is_loaded_once_per_worker(kampala_run, dask_cluster, tmp_path):
         assert hits > before[worker][1]  # ... and reused by this run's batches
 
 
-def test_default_engine_is_openvino_on_cpu_workers(kampala_run):
+def test_default_engine_is_openvino_on_cpu_workers_in_f32(kampala_run):
+    """The default states f32 to OpenVINO on any CPU, and run.json records what the compiled model
+    reported and the workers' CPU."""
     out, _ = kampala_run
     params = json.loads((out / "run.json").read_text())["properties"]["geoseg:parameters"]
     assert params["engine"] == "auto" and params["engines_used"] == ["openvino"]
+    assert params["precision"] is None
+    assert params["precisions_used"] == [{"engine": "openvino", "precision": "f32"}]
+    assert params["worker_cpus"] == [cpu_label()]  # the workers run on this machine
+
+
+def test_precision_is_part_of_the_rerun_fingerprint(tmp_path, dask_cluster):
+    from geoseg.run import fingerprint
+
+    base = config(LANDSAT_RGB, tmp_path / "o", dask_cluster)
+    variants = [base.model_copy(update={"precision": p}) for p in (None, "f32", "bf16", "auto")]
+    prints = {fingerprint(cfg, "sha") for cfg in variants}
+    assert len(prints) == 4
 
 
 @pytest.mark.parametrize("engine", ["torch", "onnx"])

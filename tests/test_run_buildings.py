@@ -22,7 +22,7 @@ def run(scene, out, cluster, **kw):
         model=BUILDINGS_MODEL,
         progress=False,
         cluster=ClusterConfig(scheduler=cluster.scheduler_address),
-        **kw,
+        **({"device": "cpu"} | kw),
     )
     return run_scene(cfg, notify=lambda m: None)
 

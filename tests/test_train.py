@@ -150,6 +150,7 @@ def test_multispectral_polygons_model_runs_with_geoseg_run(tmp_path, dask_cluste
             scene=S2_SCENE,
             out=out,
             model=cfg.out / "best.pt",
+            device="cpu",
             progress=False,
             cluster=ClusterConfig(scheduler=dask_cluster.scheduler_address),
         ),

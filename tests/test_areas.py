@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import geopandas as gpd
@@ -26,6 +27,7 @@ from geoseg.areas import (
     approximate_from_confusion,
     count_classes,
     design_sample,
+    estimate_from_sample,
     open_class_map,
     sample_size,
     stratified_estimate,
@@ -39,7 +41,16 @@ from .conftest import ROOT
 NC_STRATA = ROOT / "data" / "training" / "nc_landsat7" / "strata.tif"
 LULC = ROOT / "data" / "samples" / "eolearn_series" / "eolearn_lulc_mask.tif"
 NEBRASKA = ROOT / "data" / "samples" / "landsat5_nebraska_wgs84_window.tif"
-NAMES = {1: "forest", 2: "wetland", 3: "grass", 4: "crops", 5: "developed", 6: "water", 7: "bare"}
+# the legend of GRASS's NC sample "landclass96", from which the strata raster comes
+NAMES = {
+    1: "developed",
+    2: "agriculture",
+    3: "herbaceous",
+    4: "shrubland",
+    5: "forest",
+    6: "water",
+    7: "sediment",
+}
 COLORS = {
     1: (0, 100, 0),
     2: (0, 150, 150),
@@ -75,8 +86,8 @@ def _write_map(
 
 
 def _degrade(ref: np.ndarray, seed: int = 7) -> np.ndarray:
-    """A classifier's errors: wetland (2) over-mapped into developed land, a fifth of it missed, grass
-    confused with forest and crops, water bleeding one pixel into developed land."""
+    """A classifier's errors: agriculture (2) over-mapped into forest (5), a fifth of it missed, herbaceous
+    (3) confused with developed (1) and shrubland (4), water (6) bleeding one pixel into the forest."""
     rng = np.random.default_rng(seed)
     out = ref.copy()
     u = rng.random(ref.shape)
@@ -197,7 +208,7 @@ def test_confidence_intervals_cover_the_true_area_95_percent_of_the_time(nc):
     The intervals are Wald intervals: they hold where the sample sees each kind of error often enough;
     a class whose omissions hide in a sliver of a large stratum (expected < 1 sample unit there) is
     under-covered, since a sample that sees none of them gets a too-narrow interval. That is measured too
-    (wetland: 287 missed pixels in 0.27 % of the developed stratum, 0.3 expected sample units there).
+    (agriculture: 287 missed pixels in 0.27 % of the forest stratum, 0.3 expected sample units there).
     """
     ref, path, labels, transform, _ = nc
     counts = count_classes(open_class_map(path))
@@ -230,7 +241,7 @@ def test_confidence_intervals_cover_the_true_area_95_percent_of_the_time(nc):
     t = np.array([true[k] for k in classes])
     mapped = np.array([counts.area_m2[k] for k in classes])
     print("coverage", dict(zip(classes, coverage.round(3).tolist(), strict=True)), "rare cell", rare_cell)
-    assert rare_cell.tolist() == [k == 2 for k in classes]  # wetland missed in 0.27 % of developed land
+    assert rare_cell.tolist() == [k == 2 for k in classes]  # agriculture missed in 0.27 % of the forest
     assert 0.92 <= coverage[~rare_cell].mean() <= 0.98, coverage
     assert coverage[~rare_cell].min() >= 0.90, coverage
     assert coverage[rare_cell].max() < coverage[~rare_cell].mean()  # the documented weakness
@@ -292,6 +303,7 @@ def test_sample_is_seeded_stratified_and_on_its_pixels(nc, tmp_path):
     with sqlite3.connect(out) as con:
         qml = con.execute("SELECT styleQML FROM layer_styles WHERE f_table_name='samples'").fetchone()[0]
     assert 'editWidget type="ValueMap"' in qml and 'name="6 water" value="6"' in qml
+    ET.fromstring(qml.split("\n", 1)[1])  # well-formed after the DOCTYPE line
 
 
 def test_geographic_map_areas_are_geodesic(tmp_path):
@@ -362,7 +374,7 @@ def test_true_labels_give_areas_within_ci_while_mapped_areas_are_biased(nc, tmp_
     pts.to_file(samples, layer="samples", driver="GPKG")
     res = geoseg("areas", str(path), str(samples), "--out", str(tmp_path / "areas.json"))
     assert res.returncode == 0, res.stderr
-    assert "overall accuracy" in res.stdout and "wetland" in res.stdout
+    assert "overall accuracy" in res.stdout and "agriculture" in res.stdout
     report = json.loads((tmp_path / "areas.json").read_text())
     assert not report["approximation"]
     true = _true_area(ref, transform)
@@ -370,7 +382,7 @@ def test_true_labels_give_areas_within_ci_while_mapped_areas_are_biased(nc, tmp_
     for k, t in true.items():
         c = rows[k]
         assert c["area_ci95_low_m2"] <= t <= c["area_ci95_high_m2"], (k, c, t)
-    # wetland is mapped at ~3.5x its true area; the adjusted estimate removes most of that bias
+    # agriculture is mapped at ~3.7x its true area; the adjusted estimate removes most of that bias
     w = rows[2]
     assert w["mapped_area_m2"] > 3 * true[2]
     assert abs(w["mapped_area_m2"] - true[2]) > 5 * w["area_se_m2"]
@@ -519,3 +531,20 @@ def test_unlabelled_samples_can_be_skipped_and_outputs_are_never_clobbered(nc, l
     )
     assert res.exit_code == 2 and "between 0 and 1" in res.output
     assert not list(tmp_path.glob("*b*.gpkg"))
+
+
+def test_blind_sample_hides_the_map_class_and_gives_the_same_estimate(nc, tmp_path):
+    ref, path, *_ = nc
+    cmap = open_class_map(path)
+    counts = count_classes(cmap)
+    d = design_sample(cmap, n=120, seed=4, min_per_stratum=12, counts=counts)
+    for blind in (False, True):
+        out = write_design(d, tmp_path / f"s{int(blind)}.gpkg", blind=blind)
+        pts = gpd.read_file(out, layer="samples")
+        assert ("map_class" in pts.columns) is not blind and ("map_name" in pts.columns) is not blind
+        pts["ref_class"] = [str(ref[r, c]) for r, c in zip(*_rowcol(pts, cmap.transform), strict=True)]
+        pts.to_file(out, layer="samples", driver="GPKG")
+    a = estimate_from_sample(cmap, counts, tmp_path / "s0.gpkg")
+    b = estimate_from_sample(cmap, counts, tmp_path / "s1.gpkg")
+    np.testing.assert_array_equal(a.sample_counts, b.sample_counts)
+    np.testing.assert_allclose(a.area_m2, b.area_m2)

@@ -27,6 +27,7 @@ from rasterio.windows import Window
 from geoseg.errors import GeosegError
 
 STRIP_PIXELS = 1 << 22  # pixels per strip (full raster width): bounds memory on any map size
+READ_CACHE_MB = 64  # GDAL block cache while strips are read (its default is 5 % of RAM)
 
 
 class MapError(GeosegError):
@@ -67,7 +68,7 @@ class ClassMap:
     def strips(self, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(first_row, pixels)`` for full-width strips in raster order."""
         step = self.strip_rows(rows)
-        with rasterio.open(self.path) as src:
+        with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_MB), rasterio.open(self.path) as src:
             for r0 in range(0, self.height, step):
                 h = min(step, self.height - r0)
                 yield r0, src.read(1, window=Window(0, r0, self.width, h))

@@ -352,6 +352,10 @@ def sample(
     names: Annotated[
         str | None, typer.Option(help="class names when the map has none: 1=forest,2=water")
     ] = None,
+    nodata: Annotated[
+        str | None,
+        typer.Option(help="values that are not classes (default: 0 and the raster's nodata), or none"),
+    ] = None,
     blind: Annotated[bool, typer.Option(help="leave the map class out of the point layer")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an existing sample file")] = False,
 ) -> None:
@@ -370,6 +374,7 @@ def sample(
             expected_ua=expected_ua,
             per_stratum=per_stratum,
             names=names,
+            nodata=nodata,
             blind=blind,
             overwrite=overwrite,
             echo=typer.echo,
@@ -394,6 +399,10 @@ def areas(
     names: Annotated[
         str | None, typer.Option(help="class names when the map has none: 1=forest,2=water")
     ] = None,
+    nodata: Annotated[
+        str | None,
+        typer.Option(help="values that are not classes (default: 0 and the raster's nodata), or none"),
+    ] = None,
 ) -> None:
     """Error-adjusted areas with 95 % confidence intervals, user's/producer's/overall accuracy."""
     from geoseg.areas.cli import run_areas
@@ -408,6 +417,7 @@ def areas(
             confusion=confusion,
             skip_unlabelled=skip_unlabelled,
             names=names,
+            nodata=nodata,
             echo=typer.echo,
         )
     except GeosegError as exc:

@@ -548,3 +548,83 @@ def test_blind_sample_hides_the_map_class_and_gives_the_same_estimate(nc, tmp_pa
     b = estimate_from_sample(cmap, counts, tmp_path / "s1.gpkg")
     np.testing.assert_array_equal(a.sample_counts, b.sample_counts)
     np.testing.assert_allclose(a.area_m2, b.area_m2)
+
+
+def test_change_map_with_no_change_stratum_and_a_census_stratum(nc, tmp_path):
+    """Change between two dates as transition codes (from x 10 + to; 0 = no change is a stratum, 255 =
+    invalid; names of all transitions in a tag). True change: herbaceous built over in one block and forest
+    cleared to shrubland in a strip; the "after" map has the classifier's errors, so most mapped change
+    is false. The true change areas fall inside their intervals; the mapped ones are far off. A one-pixel
+    transition is a stratum taken whole (no sampling variance)."""
+    from typer.testing import CliRunner
+
+    from geoseg.cli import app
+
+    ref, _, _, transform, crs = nc
+    after = ref.copy()
+    after[100:200, 100:250][ref[100:200, 100:250] == 3] = 1
+    after[300:340][ref[300:340] == 5] = 4
+    mapped_after = _degrade(after)
+
+    def codes(a: np.ndarray) -> np.ndarray:
+        c = np.where(ref == a, 0, ref.astype(np.int32) * 10 + a).astype(np.uint8)
+        c[ref == 0] = 255
+        return c
+
+    code, truth = codes(mapped_after), codes(after)
+    code[0, 0] = 99  # a transition of one pixel
+    names = {0: "no change", 99: "other"} | {
+        10 * a + b: f"{NAMES[a]} -> {NAMES[b]}" for a in NAMES for b in NAMES if a != b
+    }
+    path = tmp_path / "change.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=code.shape[1],
+        height=code.shape[0],
+        count=1,
+        dtype="uint8",
+        crs=crs,
+        transform=transform,
+        nodata=255,
+    ) as dst:
+        dst.write(code, 1)
+        dst.update_tags(TRANSITION_NAMES=json.dumps({str(k): {"name": v} for k, v in names.items()}))
+    samples = tmp_path / "change_samples.gpkg"
+    res = CliRunner().invoke(
+        app,
+        [
+            "sample",
+            str(path),
+            "--out",
+            str(samples),
+            "--n",
+            "600",
+            "--nodata",
+            "255",
+            "--min-per-stratum",
+            "25",
+            "--seed",
+            "2",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    by_class = pyogrio.read_dataframe(samples, layer="strata").set_index("map_class")
+    assert by_class.loc[0, "map_name"] == "no change" and by_class.loc[0, "pixels"] == int((code == 0).sum())
+    assert by_class.loc[99, "n_sample"] == 1 and by_class.loc[31, "map_name"] == "herbaceous -> developed"
+    pts = gpd.read_file(samples, layer="samples")
+    r, c = _rowcol(pts, transform)
+    pts["ref_class"] = [names[int(v)] if i % 2 else str(v) for i, v in enumerate(truth[r, c])]
+    pts.to_file(samples, layer="samples", driver="GPKG")
+    out = tmp_path / "change_areas.json"
+    res = CliRunner().invoke(app, ["areas", str(path), str(samples), "--out", str(out)])  # --nodata: design's
+    assert res.exit_code == 0, res.output
+    rows = {c["class"]: c for c in json.loads(out.read_text())["classes"]}
+    assert rows[99]["area_se_m2"] == 0.0 and rows[99]["n_map"] == 1
+    px = abs(transform.determinant)
+    for k in (31, 54):  # the real changes
+        true = float((truth == k).sum()) * px
+        assert rows[k]["area_ci95_low_m2"] <= true <= rows[k]["area_ci95_high_m2"], (k, rows[k], true)
+        assert abs(rows[k]["mapped_area_m2"] - true) > 3 * rows[k]["area_se_m2"]
+    assert rows[31]["mapped_area_m2"] > 2 * float((truth == 31).sum()) * px  # most mapped change is false

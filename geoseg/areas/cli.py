@@ -8,7 +8,7 @@ from pathlib import Path
 from geoseg.areas.design import design_sample
 from geoseg.areas.estimate import approximate_from_confusion, estimate_from_sample, read_confusion
 from geoseg.areas.maps import ClassMap, MapError, count_classes, open_class_map
-from geoseg.areas.samples import write_design
+from geoseg.areas.samples import design_record, write_design
 from geoseg.errors import OutputExistsError
 
 
@@ -33,6 +33,18 @@ def parse_names(value: str | None) -> dict[int, str]:
         except ValueError:
             raise MapError(f"--names needs class ids as keys (1=forest), got {k!r}") from None
     return out
+
+
+def parse_nodata(value: str | None) -> list[int] | None:
+    """``--nodata``: comma-separated values that are not classes, or ``none``; None keeps the default."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return []
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise MapError(f"--nodata must be integer values or 'none', got {value!r}") from None
 
 
 def _class_key(cmap: ClassMap, key: str, what: str) -> int:
@@ -67,6 +79,7 @@ def run_sample(
     expected_ua: str | None,
     per_stratum: str | None,
     names: str | None,
+    nodata: str | None = None,
     blind: bool,
     overwrite: bool,
     echo: Callable[[str], None] = print,
@@ -75,7 +88,7 @@ def run_sample(
         raise MapError(f"--allocation must be olofsson, proportional or equal, got {allocation!r}")
     if out.exists() and not overwrite:  # before reading the map
         raise OutputExistsError(f"{out}: already exists (it may hold labels); use --overwrite to replace it")
-    cmap = open_class_map(map_path, parse_names(names))
+    cmap = open_class_map(map_path, parse_names(names), parse_nodata(nodata))
     ua: float | dict[int, float] = 0.85
     if expected_ua and "=" not in expected_ua:
         try:
@@ -114,9 +127,12 @@ def run_areas(
     confusion: Path | None,
     skip_unlabelled: bool,
     names: str | None,
+    nodata: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> None:
-    cmap = open_class_map(map_path, parse_names(names))
+    if nodata is None and samples is not None and samples.is_file():
+        nodata = design_record(samples).get("nodata")  # the values the sample was drawn without
+    cmap = open_class_map(map_path, parse_names(names), parse_nodata(nodata))
     counts = count_classes(cmap)
     if samples is not None:
         est = estimate_from_sample(cmap, counts, samples, skip_unlabelled=skip_unlabelled)

@@ -69,7 +69,8 @@ def allocate(
       change classes) get ``min_per_stratum`` each, the rest of ``n`` is shared proportionally among the
       others (Olofsson et al. 2014: 50-100 for rare strata).
 
-    Never more than a stratum's pixels (such strata are taken whole); at least one per stratum.
+    Never more than a stratum's pixels (such strata are taken whole); at least two per stratum (the
+    variance estimators need two).
     """
     classes = sorted(k for k in pixels if pixels[k] > 0)
     if not classes:
@@ -95,7 +96,7 @@ def allocate(
             out = _round_largest_remainder({k: 1.0 for k in classes}, n)
     else:
         raise ValueError(f"unknown allocation {method!r} (olofsson, proportional, equal)")
-    return {k: int(min(max(out[k], 1), pixels[k])) for k in classes}
+    return {k: int(min(max(out[k], 2), pixels[k])) for k in classes}
 
 
 @dataclass

@@ -176,12 +176,14 @@ def stratified_estimate(
     ref_class: Sequence[int] | np.ndarray,
     names: Mapping[int, str] | None = None,
     z: float = Z95,
+    strata_pixels: Mapping[int, int] | None = None,
 ) -> AreaEstimate:
     """Olofsson et al. (2014) estimates from a stratified random sample with strata = map classes.
 
     ``strata_area_m2``: mapped area of every map class (the strata); ``map_class`` / ``ref_class``: the
     map and reference label of every sample unit. Reference classes absent from the map are allowed (their
-    mapped area is 0).
+    mapped area is 0). With ``strata_pixels``, a stratum whose every pixel is in the sample (a census)
+    adds no sampling variance and may hold a single unit.
     """
     map_class = np.asarray(map_class, dtype=np.int64)
     ref_class = np.asarray(ref_class, dtype=np.int64)
@@ -205,9 +207,12 @@ def stratified_estimate(
         1,
     )
     ni = n.sum(1)
+    census = np.array(
+        [strata_pixels is not None and 0 < strata_pixels.get(k, 0) <= ni[i] for i, k in enumerate(classes)]
+    )
     nm = names or {}
     for k in strata:
-        if ni[idx[k]] < 2:
+        if ni[idx[k]] < 2 and not (census[idx[k]] and ni[idx[k]] == 1):
             raise SampleError(
                 f"map class {k} ({nm.get(k, k)}) has {ni[idx[k]]} labelled sample(s); "
                 "estimates need >= 2 per stratum"
@@ -215,25 +220,26 @@ def stratified_estimate(
     has = ni > 0
     q = np.divide(n, ni[:, None], out=np.zeros((kn, kn)), where=has[:, None])  # n_ij / n_i.
     p = w[:, None] * q  # eq. 9
-    dof = np.where(ni > 1, ni - 1, 1).astype(np.float64)
+    # 1 / (n_i. - 1) in every variance term; 0 for census strata (no sampling variance)
+    inv_dof = np.where(census | (ni < 2), 0.0, 1.0 / np.maximum(ni - 1, 1))
     col = p.sum(0)
     area = total * col
-    se_p = np.sqrt(((w[:, None] * p - p**2) / dof[:, None]).sum(0))  # eq. 10
+    se_p = np.sqrt(((w[:, None] * p - p**2) * inv_dof[:, None]).sum(0))  # eq. 10
     diag = np.diag(p)
     u = np.diag(q).copy()
     u[~has] = np.nan
-    u_se = np.sqrt(u * (1 - u) / dof)  # eq. 6
+    u_se = np.sqrt(u * (1 - u) * inv_dof)  # eq. 6
     u_se[~has] = np.nan
     oa = float(diag.sum())
-    oa_se = float(np.sqrt(np.nansum(np.where(has, w**2 * u * (1 - u) / dof, 0.0))))  # eq. 5
+    oa_se = float(np.sqrt(np.nansum(np.where(has, w**2 * u * (1 - u) * inv_dof, 0.0))))  # eq. 5
     with np.errstate(divide="ignore", invalid="ignore"):
         pa = np.where(col > 0, diag / col, np.nan)
     pa_se = np.full(kn, np.nan)
     for j in range(kn):  # eq. 7 with N_i. proportional to W_i (the scale cancels)
         if col[j] <= 0:
             continue
-        first = w[j] ** 2 * (1 - pa[j]) ** 2 * u[j] * (1 - u[j]) / dof[j] if has[j] else 0.0
-        others = sum(w[i] ** 2 * q[i, j] * (1 - q[i, j]) / dof[i] for i in range(kn) if i != j and has[i])
+        first = w[j] ** 2 * (1 - pa[j]) ** 2 * u[j] * (1 - u[j]) * inv_dof[j] if has[j] else 0.0
+        others = sum(w[i] ** 2 * q[i, j] * (1 - q[i, j]) * inv_dof[i] for i in range(kn) if i != j and has[i])
         pa_se[j] = np.sqrt((first + pa[j] ** 2 * others) / col[j] ** 2)
     return AreaEstimate(
         classes=classes,
@@ -263,7 +269,7 @@ def estimate_from_sample(
 
     s = read_labelled_sample(sample_path, cmap, counts, skip_unlabelled=skip_unlabelled)
     names = {k: cmap.name(k) for k in set(counts.classes) | set(s.ref_class.tolist())}
-    est = stratified_estimate(counts.area_m2, s.map_class, s.ref_class, names)
+    est = stratified_estimate(counts.area_m2, s.map_class, s.ref_class, names, strata_pixels=counts.pixels)
     if s.unlabelled:
         est.notes.append(f"{s.unlabelled} unlabelled sample(s) left out (--skip-unlabelled)")
     return est

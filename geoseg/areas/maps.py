@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,8 +200,13 @@ def names_from_pam(path: Path) -> dict[int, str]:
     return {}
 
 
-def open_class_map(path: str | os.PathLike[str], names: Mapping[int, str] | None = None) -> ClassMap:
-    """Open a categorical map raster; ``names`` (id -> name) overrides what the file says.
+def open_class_map(
+    path: str | os.PathLike[str],
+    names: Mapping[int, str] | None = None,
+    nodata: Sequence[int] | None = None,
+) -> ClassMap:
+    """Open a categorical map raster; ``names`` (id -> name) overrides what the file says, ``nodata``
+    the values that are not classes (default: 0 and the raster's nodata value; ``[]``: none).
 
     Class names are looked up in the raster's tags (``CLASS_NAMES`` JSON of geoseg, any tag holding an
     id -> name mapping, ``CLASS_<id>`` tags), then in a GDAL ``.aux.xml`` sidecar (attribute table or
@@ -227,9 +232,11 @@ def open_class_map(path: str | os.PathLike[str], names: Mapping[int, str] | None
             raise MapError(f"{path}: a class map holds integer class ids, this raster is {dtype}")
         if src.crs is None or src.transform.is_identity:
             raise MapError(f"{path}: raster is not georeferenced (no CRS or geotransform)")
-        nodata = {0}
-        if src.nodata is not None and not math.isnan(src.nodata) and float(src.nodata).is_integer():
-            nodata.add(int(src.nodata))
+        if nodata is None:
+            nodata = {0}
+            if src.nodata is not None and not math.isnan(src.nodata) and float(src.nodata).is_integer():
+                nodata.add(int(src.nodata))
+        nodata = {int(v) for v in nodata}
         found = names_from_tags(src.tags()) or names_from_pam(path)
         try:
             colors = {int(k): tuple(int(c) for c in v[:3]) for k, v in src.colormap(1).items()}

@@ -77,6 +77,7 @@ def write_design(
         "min_per_stratum": design.min_per_stratum,
         "target_se_overall_accuracy": "" if design.target_se is None else design.target_se,
         "blind": int(blind),
+        "nodata": ",".join(str(v) for v in cmap.nodata) or "none",
         "unit": "pixel (point at its centre)",
         "created": design.created,
         "software": f"geoseg {__version__}",
@@ -107,6 +108,15 @@ def write_design(
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def design_record(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``design`` table of a sample GeoPackage as a dict ({} if it has none or cannot be read)."""
+    try:
+        d = pyogrio.read_dataframe(path, layer=DESIGN_TABLE, read_geometry=False)
+        return dict(zip(d["key"].astype(str), d["value"].astype(str), strict=True))
+    except Exception:  # noqa: BLE001 - no such table or file: the checks that follow report it
+        return {}
 
 
 @dataclass

@@ -475,6 +475,7 @@ def _set(col: str, i: int, value):
         ("other-map", "a sample of another map?"),
         ("no-sample", "give a labelled SAMPLES GeoPackage"),
         ("checkpoint", "records per-class IoU only"),
+        ("id-raster", "not a class map (building ids?)"),
     ],
 )
 def test_bad_input_one_line_error(nc, labelled, tmp_path, case, expected):
@@ -500,6 +501,21 @@ def test_bad_input_one_line_error(nc, labelled, tmp_path, case, expected):
         args[1] = str(_write_map(tmp_path / "other.tif", other, transform, crs))
     elif case == "no-sample":
         args = ["areas", str(path)]
+    elif case == "id-raster":
+        ids = np.arange(labels.size, dtype=np.uint32).reshape(labels.shape) + 1
+        args[1] = str(tmp_path / "buildings.tif")
+        with rasterio.open(
+            args[1],
+            "w",
+            driver="GTiff",
+            width=ids.shape[1],
+            height=ids.shape[0],
+            count=1,
+            dtype="uint32",
+            crs=crs,
+            transform=transform,
+        ) as dst:
+            dst.write(ids, 1)
     elif case == "checkpoint":
         args = ["areas", str(path), "--confusion", str(ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt")]
     from typer.testing import CliRunner

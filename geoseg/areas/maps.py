@@ -27,6 +27,7 @@ from rasterio.windows import Window
 from geoseg.errors import GeosegError
 
 STRIP_PIXELS = 1 << 22  # pixels per strip (full raster width): bounds memory on any map size
+MAX_CLASSES = 1000  # more distinct values than this: an id raster, not classes
 READ_CACHE_MB = 64  # GDAL block cache while strips are read (its default is 5 % of RAM)
 
 
@@ -308,6 +309,11 @@ def count_classes(cmap: ClassMap, rows: int | None = None) -> ClassCounts:
         for k, n in found.items():
             pixels[k] = pixels.get(k, 0) + int(n)
             area[k] = area.get(k, 0.0) + float(sums[k])
+        if len(pixels) > MAX_CLASSES:  # stop early: an id raster has millions
+            raise MapError(
+                f"{cmap.path}: over {MAX_CLASSES} distinct values, not a class map (building ids?)"
+            )
     if not pixels:
         raise MapError(f"{cmap.path}: the map has no valid pixels (all 0 / nodata)")
+
     return ClassCounts(pixels=dict(sorted(pixels.items())), area_m2=dict(sorted(area.items())))

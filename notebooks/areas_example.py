@@ -54,8 +54,15 @@ def main() -> None:
         transform, crs = src.transform, src.crs
     labels = _degrade(ref)
     lc = a.out / "landcover.tif"
-    with BlockCOGWriter(lc, crs=crs, transform=transform, width=ref.shape[1], height=ref.shape[0],
-                        colormap=COLORS, class_names=NAMES) as w:
+    with BlockCOGWriter(
+        lc,
+        crs=crs,
+        transform=transform,
+        width=ref.shape[1],
+        height=ref.shape[0],
+        colormap=COLORS,
+        class_names=NAMES,
+    ) as w:
         w.write(0, 0, labels)
     samples = a.out / "samples.gpkg"
     samples.unlink(missing_ok=True)
@@ -71,14 +78,24 @@ def main() -> None:
     for c in report["classes"]:
         true = float((ref == c["class"]).sum()) * px
         inside = c["area_ci95_low_m2"] <= true <= c["area_ci95_high_m2"]
-        print(f"{c['name']:<12}{true / 1e4:>10,.0f}{c['mapped_area_m2'] / 1e4:>11,.0f}{c['area_m2'] / 1e4:>13,.0f}"
-              f"{c['area_ci95_m2'] / 1e4:>10,.0f}  {'yes' if inside else 'NO'}")
+        print(
+            f"{c['name']:<12}{true / 1e4:>10,.0f}{c['mapped_area_m2'] / 1e4:>11,.0f}"
+            f"{c['area_m2'] / 1e4:>13,.0f}"
+            f"{c['area_ci95_m2'] / 1e4:>10,.0f}  {'yes' if inside else 'NO'}"
+        )
     if a.scale:
         big = a.out / f"landcover_{a.scale}.tif"
         t0 = time.perf_counter()
         h, w0 = labels.shape
-        with BlockCOGWriter(big, crs=crs, transform=transform, width=a.scale, height=a.scale,
-                            colormap=COLORS, class_names=NAMES) as w:
+        with BlockCOGWriter(
+            big,
+            crs=crs,
+            transform=transform,
+            width=a.scale,
+            height=a.scale,
+            colormap=COLORS,
+            class_names=NAMES,
+        ) as w:
             for r0 in range(0, a.scale, 1024):
                 rr = (np.arange(r0, min(r0 + 1024, a.scale)) % h)[:, None]
                 w.write(r0, 0, labels[rr, np.arange(a.scale) % w0])

@@ -376,7 +376,8 @@ def test_true_labels_give_areas_within_ci_while_mapped_areas_are_biased(nc, tmp_
     assert res.returncode == 0, res.stderr
     assert "overall accuracy" in res.stdout and "agriculture" in res.stdout
     report = json.loads((tmp_path / "areas.json").read_text())
-    assert not report["approximation"]
+    assert not report["approximation"] and report["inputs"]["design"]["seed"] == "5"
+    assert report["inputs"]["n_labelled"] == 500
     true = _true_area(ref, transform)
     rows = {c["class"]: c for c in report["classes"]}
     for k, t in true.items():

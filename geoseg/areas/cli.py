@@ -142,6 +142,7 @@ def run_areas(
         est = approximate_from_confusion(
             counts, cm, ids, {k: cmap.name(k) for k in set(ids) | set(counts.classes)}
         )
+        est.inputs = {"map": str(map_path), "confusion": str(confusion)}
     echo(est.table())
     if out is not None:
         json_path, csv_path = est.write(out)

@@ -54,6 +54,7 @@ class AreaEstimate:
     sample_counts: np.ndarray | None = None  # n_ij
     notes: list[str] = field(default_factory=list)
     z: float = Z95
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def approximate(self) -> bool:
@@ -110,6 +111,7 @@ class AreaEstimate:
                 "sample_counts": None if self.sample_counts is None else self.sample_counts.tolist(),
             },
             "notes": self.notes,
+            "inputs": self.inputs,
         }
 
     def csv(self) -> str:
@@ -270,6 +272,12 @@ def estimate_from_sample(
     s = read_labelled_sample(sample_path, cmap, counts, skip_unlabelled=skip_unlabelled)
     names = {k: cmap.name(k) for k in set(counts.classes) | set(s.ref_class.tolist())}
     est = stratified_estimate(counts.area_m2, s.map_class, s.ref_class, names, strata_pixels=counts.pixels)
+    est.inputs = {
+        "map": str(cmap.path),
+        "samples": str(sample_path),
+        "n_labelled": int(len(s.ref_class)),
+        "design": s.design,
+    }
     if s.unlabelled:
         est.notes.append(f"{s.unlabelled} unlabelled sample(s) left out (--skip-unlabelled)")
     return est

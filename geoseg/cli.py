@@ -336,6 +336,104 @@ def models() -> None:
         )
 
 
+@app.command()
+def sample(
+    map_path: Annotated[
+        Path, typer.Argument(metavar="MAP", help="class map raster (landcover.tif, change.tif, ...)")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="sample GeoPackage to write (.gpkg)")],
+    n: Annotated[int | None, typer.Option(help="total sample size (default: from --target-se)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed (same map + seed + sizes = same sample)")] = 0,
+    allocation: Annotated[
+        str,
+        typer.Option(
+            help="olofsson (rare strata get --min-per-stratum, rest proportional), proportional, equal"
+        ),
+    ] = "olofsson",
+    min_per_stratum: Annotated[int, typer.Option(help="sample units of each rare stratum")] = 50,
+    target_se: Annotated[
+        float, typer.Option(help="without --n: target standard error of overall accuracy (Olofsson eq. 13)")
+    ] = 0.01,
+    expected_ua: Annotated[
+        str | None,
+        typer.Option(help="expected user's accuracies for --target-se: 0.85, or forest=0.9,water=0.95"),
+    ] = None,
+    per_stratum: Annotated[str | None, typer.Option(help="fixed sizes instead: forest=100,water=50")] = None,
+    names: Annotated[
+        str | None, typer.Option(help="class names when the map has none: 1=forest,2=water")
+    ] = None,
+    nodata: Annotated[
+        str | None,
+        typer.Option(help="values that are not classes (default: 0 and the raster's nodata), or none"),
+    ] = None,
+    blind: Annotated[bool, typer.Option(help="leave the map class out of the point layer")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing sample file")] = False,
+) -> None:
+    """Stratified random sample of MAP's pixels (strata = classes) as points for labelling in QGIS."""
+    from geoseg.areas.cli import run_sample
+
+    try:
+        run_sample(
+            map_path,
+            out,
+            n=n,
+            seed=seed,
+            allocation=allocation,
+            min_per_stratum=min_per_stratum,
+            target_se=target_se,
+            expected_ua=expected_ua,
+            per_stratum=per_stratum,
+            names=names,
+            nodata=nodata,
+            blind=blind,
+            overwrite=overwrite,
+            echo=typer.echo,
+        )
+    except GeosegError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def areas(
+    map_path: Annotated[Path, typer.Argument(metavar="MAP", help="the class map the sample was drawn from")],
+    samples: Annotated[
+        Path | None, typer.Argument(help="labelled sample GeoPackage (ref_class filled)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="write JSON here (and a .csv beside it)")
+    ] = None,
+    confusion: Annotated[
+        Path | None, typer.Option(help="no sample: APPROXIMATE from a `geoseg evaluate --out` JSON")
+    ] = None,
+    skip_unlabelled: Annotated[bool, typer.Option(help="leave unlabelled samples out")] = False,
+    names: Annotated[
+        str | None, typer.Option(help="class names when the map has none: 1=forest,2=water")
+    ] = None,
+    nodata: Annotated[
+        str | None,
+        typer.Option(help="values that are not classes (default: 0 and the raster's nodata), or none"),
+    ] = None,
+) -> None:
+    """Error-adjusted areas with 95 % confidence intervals, user's/producer's/overall accuracy."""
+    from geoseg.areas.cli import run_areas
+
+    if (samples is None) == (confusion is None):
+        _fail("give a labelled SAMPLES GeoPackage, or --confusion scores.json for an approximation")
+    try:
+        run_areas(
+            map_path,
+            samples,
+            out=out,
+            confusion=confusion,
+            skip_unlabelled=skip_unlabelled,
+            names=names,
+            nodata=nodata,
+            echo=typer.echo,
+        )
+    except GeosegError as exc:
+        _fail(str(exc))
+
+
 # commands that run the model in their own process: they start with the allocator settings
 IN_PROCESS_MODEL_COMMANDS = {"train", "evaluate"}
 

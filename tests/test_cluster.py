@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from geoseg.allocator import ALLOCATOR_ENV
-from geoseg.cluster import dask_client, worker_environ
+from geoseg.cluster import WORKER_GDAL_CACHE_MB, dask_client, worker_environ
 from geoseg.config import ClusterConfig
 
 
@@ -19,12 +19,13 @@ def _env() -> dict[str, str | None]:
 
 def test_local_cluster_workers_get_allocator_and_thread_env():
     cfg = ClusterConfig(workers=1, threads_per_worker=2, torch_threads=1)
+    # the client's own setting wins, else the workers' small cache (read before the cluster starts)
+    cache = os.environ.get("GDAL_CACHEMAX", WORKER_GDAL_CACHE_MB)
     with dask_client(cfg) as client:
         envs = list(client.run(_env).values())
         assert sum(client.nthreads().values()) == 2
         assert list(client.run(_profiling).values()) == [False]  # no dashboard, no stack sampling
     assert len(envs) == 1
-    cache = os.environ.get("GDAL_CACHEMAX", "256")
     assert envs[0] == ALLOCATOR_ENV | {"OMP_NUM_THREADS": "1", "GDAL_CACHEMAX": cache}
 
 

@@ -55,7 +55,8 @@ def load_workflow(path: str | Path) -> tuple[Workflow, list[RunConfig]]:
     raw["scenes"] = [str(base / s) for s in raw.get("scenes", [])]
     params = raw.get("parameters")
     if isinstance(params, dict) and isinstance(params.get("model"), str):
-        params["model"] = str(base / params["model"])
+        if not params["model"].strip().lower().startswith("baseline:"):  # baselines are not files
+            params["model"] = str(base / params["model"])
     try:
         wf = Workflow.model_validate(raw)
         return wf, wf.runs()

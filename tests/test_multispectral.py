@@ -252,3 +252,19 @@ def test_evaluate_groups_compare_other_class_schemes_on_the_same_pixels():
     t = g[truth[valid & (truth != 255)]]
     assert base.confusion.sum() == t.size
     np.testing.assert_array_equal(base.confusion.sum(1), np.bincount(t, minlength=3))
+
+
+def test_workflow_files_take_a_baseline_and_band_names(tmp_path):
+    from geoseg.workflow import load_workflow
+
+    (tmp_path / "wf.yaml").write_text(
+        f"name: naip\nout_root: out\nscenes: [{NAIP}]\n"
+        "parameters:\n  model: baseline:landcover\n  band_names: [red, green, blue, nir]\n"
+    )
+    _, runs = load_workflow(tmp_path / "wf.yaml")
+    assert str(runs[0].model) == "baseline:landcover" and runs[0].band_names == [
+        "red",
+        "green",
+        "blue",
+        "nir",
+    ]

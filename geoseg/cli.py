@@ -10,12 +10,16 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
-from geoseg.config import DEFAULT_LANDCOVER_MODEL, ClusterConfig, RunConfig
+from geoseg.config import DEFAULT_BUILDINGS_MODEL, DEFAULT_LANDCOVER_MODEL, ClusterConfig, RunConfig
 from geoseg.errors import GeosegError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Segment large GeoTIFF scenes with Dask.")
 
 EXIT_USAGE = 2
+DEFAULT_MODELS = [
+    DEFAULT_LANDCOVER_MODEL,
+    DEFAULT_BUILDINGS_MODEL,
+]  # geoseg run without --model: both products
 
 
 def _fail(message: str) -> NoReturn:
@@ -38,8 +42,12 @@ def run(
     scene: Annotated[Path, typer.Argument(help="input GeoTIFF scene")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
     model: Annotated[
-        Path, typer.Option(help="checkpoint (.pt), or baseline:landcover / baseline:buildings (no weights)")
-    ] = DEFAULT_LANDCOVER_MODEL,
+        list[str] | None,
+        typer.Option(
+            help="checkpoint (.pt) or baseline:landcover / baseline:buildings; repeat for several products "
+            "from one read (default: the bundled land-cover and building models)"
+        ),
+    ] = None,
     tile: Annotated[int, typer.Option(help="tile size in pixels (multiple of 32)")] = 512,
     overlap: Annotated[
         int | None, typer.Option(help="tile overlap in pixels (default: the model's recommended one)")
@@ -76,7 +84,8 @@ def run(
         cfg = RunConfig(
             scene=scene,
             out=out,
-            model=model,
+            model=(model or [DEFAULT_LANDCOVER_MODEL])[0],
+            models=model if model and len(model) > 1 else [] if model else DEFAULT_MODELS,
             tile=tile,
             overlap=overlap,
             batch=batch,

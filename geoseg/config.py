@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_LANDCOVER_MODEL = Path(__file__).parent / "checkpoints" / "landcover_rgb.pt"
+DEFAULT_BUILDINGS_MODEL = Path(__file__).parent / "checkpoints" / "buildings_rgb.pt"
 
 
 class ClusterConfig(BaseModel):
@@ -55,6 +56,10 @@ class RunConfig(BaseModel):
     scene: Path
     out: Path
     model: Path = DEFAULT_LANDCOVER_MODEL  # a checkpoint, or baseline:landcover / baseline:buildings
+    models: list[Path] = Field(
+        default_factory=list,
+        description="two or more models (one per task) run from one read of each tile (overrides model)",
+    )
     tile: int = Field(512, ge=32, description="tile size in model-grid pixels (multiple of 32)")
     overlap: int | None = Field(None, ge=0, description="tile overlap in pixels (default: the model's)")
     batch: int = Field(8, ge=1, description="tiles per model forward pass")

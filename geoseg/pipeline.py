@@ -158,15 +158,7 @@ def predict_batch(
     valid = {i: offheap_copy(v) for i, _, v in reads}  # kept with the probabilities
     model_s, engine = 0.0, ""
     if kept:
-        predictor = model.own_predictor() or predictor_for(
-            model.checkpoint, model.device, model.torch_threads, model.engine
-        )
-        if predictor is None:  # not the torch-free OpenVINO case: geoseg.infer imports torch
-            from geoseg.infer import shared_predictor
-
-            predictor = shared_predictor(
-                model.checkpoint, model.device, model.torch_threads, model.engine, model.amp
-            )
+        predictor = model_predictor(model)
         engine = predictor.engine.name
         out, model_s = predictor.predict_timed(np.stack([k[1] for k in kept]), np.stack([k[2] for k in kept]))
         for (i, _, _), p in zip(kept, out, strict=True):
@@ -174,6 +166,20 @@ def predict_batch(
     t2 = time.perf_counter()
     stats = BatchStats(t1 - t0, model_s, t2 - t1, len(windows), len(kept), time.time(), engine)
     return BatchResult(probs, valid, stats)
+
+
+def model_predictor(model: ModelTask):
+    """This worker's predictor of ``model`` (a baseline's, the torch-free OpenVINO one, or torch's)."""
+    predictor = model.own_predictor() or predictor_for(
+        model.checkpoint, model.device, model.torch_threads, model.engine
+    )
+    if predictor is None:  # not the torch-free OpenVINO case: geoseg.infer imports torch
+        from geoseg.infer import shared_predictor
+
+        predictor = shared_predictor(
+            model.checkpoint, model.device, model.torch_threads, model.engine, model.amp
+        )
+    return predictor
 
 
 def stitch_block(
@@ -309,10 +315,14 @@ def execute(
     on_tiles: Callable[[int], None] = lambda n: None,
     max_blocks_in_flight: int | None = None,
     with_confidence: bool = False,
+    predict: Callable = predict_batch,
+    stitch: Callable = stitch_block,
 ) -> Timings:
     """Run the plan's graph on ``client``; ``on_block`` receives finished blocks in completion order.
 
-    ``with_confidence`` adds each pixel's winning-class probability to the block results.
+    ``with_confidence`` adds each pixel's winning-class probability to the block results. ``predict`` and
+    ``stitch``: the batch and block tasks (same signatures as ``predict_batch`` and ``stitch_block``;
+    ``geoseg.multirun`` runs several models per read with its own).
     """
     run_id = uuid.uuid4().hex[:8]
     nthreads = sum(client.nthreads().values()) or 1
@@ -331,7 +341,7 @@ def execute(
                 windows = [(i, plan.grid[i]) for i in plan.batches[bi]]
                 key = f"predict-{run_id}-{bi}"
                 fut = client.submit(
-                    predict_batch,
+                    predict,
                     str(plan.scene.path),
                     windows,
                     plan.bands,
@@ -344,7 +354,7 @@ def execute(
         key = f"block-{run_id}-{b}"
         deps = [batch_futures[bi] for bi in plan.block_deps[b]]
         fut = client.submit(
-            stitch_block,
+            stitch,
             b,
             plan.blocks[b],
             plan.block_work[b],

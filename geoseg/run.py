@@ -74,6 +74,12 @@ def run_scene(cfg: RunConfig, notify=print, cluster: ClusterStart | None = None)
     ``cluster``: a cluster to share between scenes (started on first use); by default one is started
     here for ``cfg.cluster`` once the inputs are checked, and closed again.
     """
+    if len(cfg.models) > 1:  # one read, several products
+        from geoseg.multirun import run_models
+
+        return run_models(cfg, notify, cluster)
+    if cfg.models:
+        cfg = cfg.model_copy(update={"model": cfg.models[0], "models": []})
     if cluster is not None:
         return _run_scene(cfg, notify, cluster)
     with ClusterStart(cfg.cluster) as own:

@@ -21,11 +21,12 @@ from geoseg.models.meta import read_meta
 from geoseg.modelspec import baseline_bands
 from geoseg.run import run_scene
 
-from .conftest import KAMPALA, LANDCOVER_MODEL, ROOT, S2_SCENE, crop_geotiff
+from .conftest import BUILDINGS_MODEL, KAMPALA, LANDCOVER_MODEL, ROOT, S2_SCENE, crop_geotiff
 
 NAIP = ROOT / "data" / "samples" / "naip" / "m_4709963_se_14_1_20090818.tif"
 LANDSAT = ROOT / "data" / "training" / "nc_landsat7" / "lsat7_2000_stack.tif"
 LANDSAT_MODEL = ROOT / "geoseg" / "checkpoints" / "landcover_landsat.pt"
+NAIP_NAMES = ["red", "green", "blue", "nir"]
 
 
 def _meta(bands: list[str]):
@@ -268,3 +269,80 @@ def test_workflow_files_take_a_baseline_and_band_names(tmp_path):
         "blue",
         "nir",
     ]
+
+
+# ---------------------------------------------------------------------------- one read, both products
+
+
+def test_one_read_gives_both_products_equal_to_separate_runs(tmp_path, monkeypatch):
+    """``--model landcover_rgb.pt --model buildings_rgb.pt``: every tile is read once (counted in the
+    in-process worker), and each product equals its single-model run (same tiles, same overlap)."""
+    import geoseg.multirun
+    import geoseg.pipeline
+
+    crop = crop_geotiff(KAMPALA, tmp_path / "kampala.tif", 300, 500, 900, 1200)
+    reads = {"multi": 0, "single": 0}
+
+    def counting(key, fn):
+        def read(*args, **kwargs):
+            reads[key] += 1
+            return fn(*args, **kwargs)
+
+        return read
+
+    monkeypatch.setattr(geoseg.multirun, "read_window", counting("multi", geoseg.multirun.read_window))
+    monkeypatch.setattr(geoseg.pipeline, "read_window", counting("single", geoseg.pipeline.read_window))
+    in_process = ClusterConfig(processes=False, threads_per_worker=2)
+    common = {
+        "scene": crop,
+        "progress": False,
+        "cluster": in_process,
+        "tile": 256,
+        "overlap": 32,
+        "resample": False,
+    }
+    both = tmp_path / "both"
+    summary = run_scene(
+        RunConfig(out=both, models=[LANDCOVER_MODEL, BUILDINGS_MODEL], **common), notify=print
+    )
+    assert reads == {"multi": summary.tiles, "single": 0}  # one read per tile for both models
+    assert {p.name for p in both.iterdir()} == {"landcover.tif", "buildings.tif", "geoseg.gpkg", "run.json"}
+    for model, name in [(LANDCOVER_MODEL, "landcover.tif"), (BUILDINGS_MODEL, "buildings.tif")]:
+        out = tmp_path / model.stem
+        run_scene(RunConfig(out=out, model=model, **common), notify=print)
+        np.testing.assert_array_equal(_labels(both, name), _labels(out, name))
+    assert reads["single"] == 2 * summary.tiles
+    layers = {name for name, _ in pyogrio.list_layers(both / "geoseg.gpkg")}
+    assert {"landcover", "buildings"} <= layers
+    for layer, single in [("landcover", LANDCOVER_MODEL.stem), ("buildings", BUILDINGS_MODEL.stem)]:
+        a = pyogrio.read_dataframe(both / "geoseg.gpkg", layer=layer)
+        b = pyogrio.read_dataframe(tmp_path / single / "geoseg.gpkg", layer=layer)
+        assert len(a) == len(b) > 0
+    item = json.loads((both / "run.json").read_text())
+    models = item["properties"]["geoseg:model"]["models"]
+    assert [m["metadata"]["task"] for m in models] == ["landcover", "buildings"]
+    assert {"landcover", "buildings", "vectors"} <= set(item["assets"])
+
+
+def test_two_models_of_one_task_are_refused(tmp_path, dask_cluster):
+    out = tmp_path / "out"
+    with pytest.raises(ModelMismatchError, match="one product per task"):
+        run_scene(
+            _config(
+                NAIP, out, dask_cluster, models=["baseline:landcover", LANDCOVER_MODEL], band_names=NAIP_NAMES
+            ),
+            notify=lambda m: None,
+        )
+    assert not out.exists()
+
+
+def test_cli_default_run_writes_both_bundled_products(tmp_path):
+    import subprocess
+    import sys
+
+    crop = crop_geotiff(KAMPALA, tmp_path / "kampala.tif", 600, 800, 512, 512)
+    out = tmp_path / "out"
+    args = ["run", str(crop), "--out", str(out), "--no-progress", "--in-process"]
+    res = subprocess.run([sys.executable, "-m", "geoseg", *args], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert {p.name for p in out.iterdir()} == {"landcover.tif", "buildings.tif", "geoseg.gpkg", "run.json"}

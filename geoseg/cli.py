@@ -291,6 +291,9 @@ def evaluate(
         list[str] | None,
         typer.Option(help="score merged classes, repeatable: NAME=class,class (model and label classes)"),
     ] = None,
+    band_names: Annotated[
+        str | None, typer.Option(help="role of each band of the images, e.g. red,green,blue,nir")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the scores as JSON")] = None,
     batch: Annotated[int, typer.Option(help="tiles per forward pass")] = 8,
     resample: Annotated[bool, typer.Option(help="resample scenes whose GSD differs from the model's")] = True,
@@ -311,7 +314,13 @@ def evaluate(
     groups = _parse_groups(group)
     notify = lambda m: typer.echo(m, err=True)  # noqa: E731
     try:
-        seg = Segmenter(model, device=device, batch=batch, resample=resample)
+        seg = Segmenter(
+            model,
+            device=device,
+            batch=batch,
+            resample=resample,
+            band_names=_split([band_names]) if band_names else None,
+        )
         if chips:
             report = evaluate_chips(seg, chips, colors, subfolder, notify=notify)
         else:
@@ -357,6 +366,15 @@ def models() -> None:
     from geoseg.models.registry import ARCHITECTURES
 
     typer.echo("architectures: " + ", ".join(sorted(ARCHITECTURES)))
+    from geoseg.baseline import BASELINES
+
+    for name, make in BASELINES.items():
+        b = make()
+        needs = " or ".join("+".join(n) for n in b.needs)
+        classes = ", ".join(c.name for c in b.classes)
+        typer.echo(
+            f"{name}: {b.task} classical rules, bands {'/'.join(b.uses)} (needs {needs}) classes=[{classes}]"
+        )
     ckpt_dir = DEFAULT_LANDCOVER_MODEL.parent
     for path in sorted(ckpt_dir.glob("*.pt")):
         meta, _ = read_checkpoint_meta(path)

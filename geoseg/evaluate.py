@@ -110,8 +110,10 @@ class Segmenter:
         overlap: int | None = None,
         batch: int = 8,
         resample: bool = True,
+        band_names: list[str] | None = None,
     ) -> None:
         self.spec = spec
+        self.band_names = band_names  # roles of the scenes' bands where they have no descriptions
         self.baseline = get_baseline(spec) if spec.startswith(BASELINE_PREFIX) else None
         if self.baseline is not None:
             self.task = self.baseline.task
@@ -145,8 +147,8 @@ class Segmenter:
         if self.baseline is not None:
             from geoseg.modelspec import baseline_bands
 
-            return baseline_bands(scene, self.spec, None, None)[0]
-        bands = select_bands(scene, self.meta, None)
+            return baseline_bands(scene, self.spec, None, self.band_names)[0]
+        bands = select_bands(scene, self.meta, None, self.band_names)
         check_value_range(scene, self.meta, bands)
         return bands
 
@@ -155,7 +157,7 @@ class Segmenter:
         if self.baseline is not None:
             from geoseg.modelspec import baseline_bands
 
-            bands, roles = baseline_bands(scene, self.spec, None, None)  # as geoseg run picks them
+            bands, roles = baseline_bands(scene, self.spec, None, self.band_names)  # as geoseg run does
             image, valid = read_window(scene.path, region, bands)
             return self.predict_array(image, valid, roles, scene.gsd_m), valid
         bands = self.check_scene(scene)

@@ -223,7 +223,7 @@ def test_landsat_model_matches_bands_by_name(tmp_path, dask_cluster):
     assert not (tmp_path / "x").exists()
 
 
-def test_evaluate_groups_compare_other_class_schemes_on_the_same_pixels():
+def test_evaluate_groups_compare_other_class_schemes_on_the_same_pixels(tmp_path):
     """The baseline (5 classes) and the Landsat model (7 classes) scored against the 7-class strata in
     merged classes: the same pixels are counted for both, and the groups' confusion equals a count by hand."""
     from geoseg.evaluate import Segmenter, evaluate_scenes
@@ -253,6 +253,15 @@ def test_evaluate_groups_compare_other_class_schemes_on_the_same_pixels():
     t = g[truth[valid & (truth != 255)]]
     assert base.confusion.sum() == t.size
     np.testing.assert_array_equal(base.confusion.sum(1), np.bincount(t, minlength=3))
+    # the same scores from a copy without band descriptions, named with band_names (--band-names)
+    bare = _copy(LANDSAT, tmp_path / "bare.tif", order=[4, 3, 2, 1, 5, 6], descriptions=[""] * 6)
+    names = ["nir", "red", "green", "blue", "swir1", "swir2"]
+    for spec, report in reports.items():
+        seg = Segmenter(spec, device="cpu", band_names=names)
+        again = evaluate_scenes(
+            seg, [(bare, labels)], notify=lambda m: None, label_classes=strata, groups=groups
+        )
+        np.testing.assert_array_equal(again.confusion, report.confusion)
 
 
 def test_workflow_files_take_a_baseline_and_band_names(tmp_path):

@@ -56,6 +56,9 @@ def fingerprint(cfg: RunConfig, model_sha: str) -> str:
     """Identity of a run's inputs and parameters (what decides whether a rerun has work to do)."""
     st = cfg.scene.stat()
     params = cfg.model_dump(mode="json", exclude={"out", "overwrite", "progress", "cluster"})
+    for key in ("models", "band_names"):  # unset, they leave the fingerprints of earlier runs as they were
+        if not params.get(key):
+            params.pop(key, None)
     blob = json.dumps(
         {
             "scene": [str(cfg.scene.resolve()), st.st_size, st.st_mtime_ns],

@@ -327,6 +327,8 @@ def test_one_read_gives_both_products_equal_to_separate_runs(tmp_path, monkeypat
         a = pyogrio.read_dataframe(both / "geoseg.gpkg", layer=layer)
         b = pyogrio.read_dataframe(tmp_path / single / "geoseg.gpkg", layer=layer)
         assert len(a) == len(b) > 0
+    styled = pyogrio.read_dataframe(both / "geoseg.gpkg", layer="layer_styles", read_geometry=False)
+    assert set(styled.f_table_name) == {"landcover", "buildings"}  # each layer opens styled in QGIS
     item = json.loads((both / "run.json").read_text())
     models = item["properties"]["geoseg:model"]["models"]
     assert [m["metadata"]["task"] for m in models] == ["landcover", "buildings"]

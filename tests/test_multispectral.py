@@ -357,3 +357,25 @@ def test_cli_default_run_writes_both_bundled_products(tmp_path):
     res = subprocess.run([sys.executable, "-m", "geoseg", *args], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert {p.name for p in out.iterdir()} == {"landcover.tif", "buildings.tif", "geoseg.gpkg", "run.json"}
+
+
+def test_baseline_worker_path_imports_no_torch():
+    """What a worker imports and runs for a baseline (task, predictor, one batch of real NAIP tiles)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rasterio, numpy as np\n"
+        "from geoseg.modelspec import BaselineTask\n"
+        "from geoseg.pipeline import model_predictor\n"
+        "t = BaselineTask('baseline:landcover', 'cpu', 1, (1, 2, 3, 4, 5), 'auto', False,"
+        " ('red', 'green', 'blue', 'nir'), 5.0)\n"
+        f"src = rasterio.open({str(NAIP)!r})\n"
+        "x = src.read(window=((0, 128), (0, 128)))[None]\n"
+        "out, _ = model_predictor(t).predict_timed(x, np.ones((1, 128, 128), bool))\n"
+        "assert out.shape == (1, 5, 128, 128) and (out.sum(1) == 1).all()\n"
+        "print('torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False"

@@ -278,6 +278,12 @@ def test_workflow_files_take_a_baseline_and_band_names(tmp_path):
         "blue",
         "nir",
     ]
+    (tmp_path / "both.yaml").write_text(
+        f"name: both\nout_root: out\nscenes: [{NAIP}]\n"
+        "parameters:\n  models: [ckpt/landcover.pt, baseline:buildings]\n"
+    )
+    _, runs = load_workflow(tmp_path / "both.yaml")
+    assert runs[0].models == [tmp_path / "ckpt" / "landcover.pt", Path("baseline:buildings")]
 
 
 # ---------------------------------------------------------------------------- one read, both products

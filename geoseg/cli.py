@@ -10,7 +10,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
-from geoseg.config import DEFAULT_LANDCOVER_MODEL, ClusterConfig, RunConfig
+from geoseg.config import DEFAULT_BUILDINGS_MODEL, DEFAULT_LANDCOVER_MODEL, ClusterConfig, RunConfig
 from geoseg.errors import GeosegError
 from geoseg.precision import PRECISIONS
 
@@ -21,6 +21,10 @@ PRECISION_HELP = (
     "f32, bf16, fp16 or auto (fastest native); default: f32 on CPU engines (the same class map on any CPU), "
     "float16 autocast on CUDA"
 )
+DEFAULT_MODELS = [
+    DEFAULT_LANDCOVER_MODEL,
+    DEFAULT_BUILDINGS_MODEL,
+]  # geoseg run without --model: both products
 
 
 def _fail(message: str) -> NoReturn:
@@ -42,7 +46,13 @@ def _parse_bands(value: str | None) -> list[int] | None:
 def run(
     scene: Annotated[Path, typer.Argument(help="input GeoTIFF scene")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
-    model: Annotated[Path, typer.Option(help="checkpoint (.pt)")] = DEFAULT_LANDCOVER_MODEL,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="checkpoint (.pt) or baseline:landcover / baseline:buildings; repeat for several products "
+            "from one read (default: the bundled land-cover and building models)"
+        ),
+    ] = None,
     tile: Annotated[int, typer.Option(help="tile size in pixels (multiple of 32)")] = 512,
     overlap: Annotated[
         int | None, typer.Option(help="tile overlap in pixels (default: the model's recommended one)")
@@ -50,6 +60,10 @@ def run(
     batch: Annotated[int, typer.Option(help="tiles per forward pass")] = 8,
     block: Annotated[int, typer.Option(help="output block size in pixels (multiple of 512)")] = 1024,
     bands: Annotated[str | None, typer.Option(help="1-based bands to use, e.g. 1,2,3")] = None,
+    band_names: Annotated[
+        str | None,
+        typer.Option(help="role of each scene band, e.g. swir1,nir,red,green (scenes without descriptions)"),
+    ] = None,
     resample: Annotated[bool, typer.Option(help="resample scenes whose GSD differs from the model's")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
     engine: Annotated[
@@ -76,12 +90,14 @@ def run(
         cfg = RunConfig(
             scene=scene,
             out=out,
-            model=model,
+            model=(model or [DEFAULT_LANDCOVER_MODEL])[0],
+            models=model if model and len(model) > 1 else [] if model else DEFAULT_MODELS,
             tile=tile,
             overlap=overlap,
             batch=batch,
             block=block,
             bands=_parse_bands(bands),
+            band_names=_split([band_names]) if band_names else None,
             resample=resample,
             device=device,
             engine=engine,
@@ -251,6 +267,18 @@ def _parse_bounds(value: str | None) -> tuple[float, float, float, float] | None
     return b  # type: ignore[return-value]
 
 
+def _parse_groups(values: list[str] | None) -> dict[str, list[str]] | None:
+    if not values:
+        return None
+    groups: dict[str, list[str]] = {}
+    for v in values:
+        name, _, members = v.partition("=")
+        if not name.strip() or not members.strip():
+            _fail(f"--group must be NAME=class,class, got {v!r}")
+        groups[name.strip()] = _split([members])
+    return groups
+
+
 @app.command()
 def evaluate(
     model: Annotated[str, typer.Option(help="checkpoint (.pt) or baseline:landcover / baseline:buildings")],
@@ -263,6 +291,16 @@ def evaluate(
     chips: Annotated[Path | None, typer.Option(help="image/mask chip folder instead of GeoTIFFs")] = None,
     colors: Annotated[Path | None, typer.Option(help="colour table of the --chips masks")] = None,
     subfolder: Annotated[str | None, typer.Option(help="only chips under this sub-folder name")] = None,
+    label_classes: Annotated[
+        str | None, typer.Option(help="the labels' class names in id order, where they are not the model's")
+    ] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(help="score merged classes, repeatable: NAME=class,class (model and label classes)"),
+    ] = None,
+    band_names: Annotated[
+        str | None, typer.Option(help="role of each band of the images, e.g. red,green,blue,nir")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the scores as JSON")] = None,
     batch: Annotated[int, typer.Option(help="tiles per forward pass")] = 8,
     resample: Annotated[bool, typer.Option(help="resample scenes whose GSD differs from the model's")] = True,
@@ -283,14 +321,30 @@ def evaluate(
     box = _parse_bounds(bounds)
     if precision is not None and precision not in PRECISIONS:
         _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    groups = _parse_groups(group)
     notify = lambda m: typer.echo(m, err=True)  # noqa: E731
     try:
-        seg = Segmenter(model, device=device, batch=batch, resample=resample, precision=precision)
+        seg = Segmenter(
+            model,
+            device=device,
+            batch=batch,
+            resample=resample,
+            band_names=_split([band_names]) if band_names else None,
+            precision=precision,
+        )
         if chips:
             report = evaluate_chips(seg, chips, colors, subfolder, notify=notify)
         else:
             pairs = pair_labels(images, labels)
-            report = evaluate_scenes(seg, pairs, class_field, box, notify=notify)
+            report = evaluate_scenes(
+                seg,
+                pairs,
+                class_field,
+                box,
+                notify=notify,
+                label_classes=_split([label_classes or ""]) or None,
+                groups=groups,
+            )
     except GeosegError as exc:
         _fail(str(exc))
     except ValueError as exc:  # unknown baseline name or device
@@ -323,6 +377,15 @@ def models() -> None:
     from geoseg.models.registry import ARCHITECTURES
 
     typer.echo("architectures: " + ", ".join(sorted(ARCHITECTURES)))
+    from geoseg.baseline import BASELINES
+
+    for name, make in BASELINES.items():
+        b = make()
+        needs = " or ".join("+".join(n) for n in b.needs)
+        classes = ", ".join(c.name for c in b.classes)
+        typer.echo(
+            f"{name}: {b.task} classical rules, bands {'/'.join(b.uses)} (needs {needs}) classes=[{classes}]"
+        )
     ckpt_dir = DEFAULT_LANDCOVER_MODEL.parent
     for path in sorted(ckpt_dir.glob("*.pt")):
         meta, _ = read_checkpoint_meta(path)

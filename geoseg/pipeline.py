@@ -21,7 +21,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -49,6 +50,10 @@ class ModelTask:
     engine: str = "auto"
     amp: bool = True
     precision: str | None = None  # geoseg.precision: None is f32 on the CPU, fp16 autocast on CUDA (amp)
+
+    def own_predictor(self) -> object | None:
+        """A predictor that needs no checkpoint (``geoseg.modelspec.BaselineTask``), else ``None``."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -158,15 +163,7 @@ def predict_batch(
     valid = {i: offheap_copy(v) for i, _, v in reads}  # kept with the probabilities
     model_s, engine, precision = 0.0, "", ""
     if kept:
-        predictor = predictor_for(
-            model.checkpoint, model.device, model.torch_threads, model.engine, model.precision
-        )
-        if predictor is None:  # not the torch-free OpenVINO case: geoseg.infer imports torch
-            from geoseg.infer import shared_predictor
-
-            predictor = shared_predictor(
-                model.checkpoint, model.device, model.torch_threads, model.engine, model.amp, model.precision
-            )
+        predictor = model_predictor(model)
         engine, precision = predictor.engine.name, predictor.engine.precision
         out, model_s = predictor.predict_timed(np.stack([k[1] for k in kept]), np.stack([k[2] for k in kept]))
         for (i, _, _), p in zip(kept, out, strict=True):
@@ -176,6 +173,20 @@ def predict_batch(
         t1 - t0, model_s, t2 - t1, len(windows), len(kept), time.time(), engine, precision, cpu_label()
     )
     return BatchResult(probs, valid, stats)
+
+
+def model_predictor(model: ModelTask):
+    """This worker's predictor of ``model`` (a baseline's, the torch-free OpenVINO one, or torch's)."""
+    predictor = model.own_predictor() or predictor_for(
+        model.checkpoint, model.device, model.torch_threads, model.engine, model.precision
+    )
+    if predictor is None:  # not the torch-free OpenVINO case: geoseg.infer imports torch
+        from geoseg.infer import shared_predictor
+
+        predictor = shared_predictor(
+            model.checkpoint, model.device, model.torch_threads, model.engine, model.amp, model.precision
+        )
+    return predictor
 
 
 def stitch_block(
@@ -292,6 +303,19 @@ class Timings:
     precisions: set[tuple[str, str]] = field(default_factory=set)  # (engine, precision it reported)
     cpus: set[str] = field(default_factory=set)  # of the workers that ran the batches
 
+    def inference_record(self) -> dict[str, Any]:
+        """What ran the model, for run.json: engines, the precision each reported, the workers' CPUs."""
+        return {
+            "engines_used": sorted(self.engines),
+            "precisions_used": [{"engine": e, "precision": p} for e, p in sorted(self.precisions)],
+            "worker_cpus": sorted(self.cpus),
+        }
+
+    def durations(self) -> dict[str, Any]:
+        """The summed stage seconds and tile counts (without the bookkeeping fields)."""
+        extra = ("first_batch_at", "engines", "precisions", "cpus")
+        return {k: v for k, v in asdict(self).items() if k not in extra}
+
     def add_batch(self, s: BatchStats) -> None:
         self.read_s += s.read_s
         self.predict_s += s.predict_s
@@ -315,10 +339,14 @@ def execute(
     on_tiles: Callable[[int], None] = lambda n: None,
     max_blocks_in_flight: int | None = None,
     with_confidence: bool = False,
+    predict: Callable = predict_batch,
+    stitch: Callable = stitch_block,
 ) -> Timings:
     """Run the plan's graph on ``client``; ``on_block`` receives finished blocks in completion order.
 
-    ``with_confidence`` adds each pixel's winning-class probability to the block results.
+    ``with_confidence`` adds each pixel's winning-class probability to the block results. ``predict`` and
+    ``stitch``: the batch and block tasks (same signatures as ``predict_batch`` and ``stitch_block``;
+    ``geoseg.multirun`` runs several models per read with its own).
     """
     run_id = uuid.uuid4().hex[:8]
     nthreads = sum(client.nthreads().values()) or 1
@@ -337,7 +365,7 @@ def execute(
                 windows = [(i, plan.grid[i]) for i in plan.batches[bi]]
                 key = f"predict-{run_id}-{bi}"
                 fut = client.submit(
-                    predict_batch,
+                    predict,
                     str(plan.scene.path),
                     windows,
                     plan.bands,
@@ -350,7 +378,7 @@ def execute(
         key = f"block-{run_id}-{b}"
         deps = [batch_futures[bi] for bi in plan.block_deps[b]]
         fut = client.submit(
-            stitch_block,
+            stitch,
             b,
             plan.blocks[b],
             plan.block_work[b],

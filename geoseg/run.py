@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,15 +15,16 @@ from tqdm import tqdm
 
 from geoseg.allocator import release_free_memory
 from geoseg.cluster import ClusterStart
-from geoseg.compat import check_value_range, select_bands, work_grid
+from geoseg.compat import work_grid
 from geoseg.config import RunConfig, check_overlap
 from geoseg.errors import ModelMismatchError
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import Scene, open_scene
 from geoseg.io.vector import write_layer, write_layer_styles
-from geoseg.models.meta import CheckpointMeta, file_sha256, read_meta
+from geoseg.models.meta import CheckpointMeta
+from geoseg.modelspec import resolve_model
 from geoseg.ov_predictor import runs_without_torch
-from geoseg.pipeline import NODATA, BlockResult, ModelTask, execute, make_plan
+from geoseg.pipeline import NODATA, BlockResult, execute, make_plan
 from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
 from geoseg.rundir import RUN_FILE, check_output, staging_dir
 from geoseg.styles import categorized_polygon_qml
@@ -55,6 +56,9 @@ def fingerprint(cfg: RunConfig, model_sha: str) -> str:
     """Identity of a run's inputs and parameters (what decides whether a rerun has work to do)."""
     st = cfg.scene.stat()
     params = cfg.model_dump(mode="json", exclude={"out", "overwrite", "progress", "cluster"})
+    for key in ("models", "band_names"):  # unset, they leave the fingerprints of earlier runs as they were
+        if not params.get(key):
+            params.pop(key, None)
     blob = json.dumps(
         {
             "scene": [str(cfg.scene.resolve()), st.st_size, st.st_mtime_ns],
@@ -73,6 +77,12 @@ def run_scene(cfg: RunConfig, notify=print, cluster: ClusterStart | None = None)
     ``cluster``: a cluster to share between scenes (started on first use); by default one is started
     here for ``cfg.cluster`` once the inputs are checked, and closed again.
     """
+    if len(cfg.models) > 1:  # one read, several products
+        from geoseg.multirun import run_models
+
+        return run_models(cfg, notify, cluster)
+    if cfg.models:
+        cfg = cfg.model_copy(update={"model": cfg.models[0], "models": []})
     if cluster is not None:
         return _run_scene(cfg, notify, cluster)
     with ClusterStart(cfg.cluster) as own:
@@ -83,7 +93,8 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     started = datetime.now(timezone.utc)
     t_start, t_start_wall = time.perf_counter(), time.time()
     scene = open_scene(cfg.scene)
-    meta = read_meta(cfg.model)
+    resolved = resolve_model(cfg, scene)  # a checkpoint or a baseline, its bands matched to the scene
+    meta, bands = resolved.meta, resolved.bands
     names = {c.id: c.name for c in meta.classes}
     if meta.task == "buildings" and "building" not in names.values():
         raise ModelMismatchError(f"{cfg.model}: a buildings model needs a class named 'building'")
@@ -92,30 +103,22 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
         check_overlap(overlap, cfg.tile)
     except ValueError as exc:
         raise ModelMismatchError(f"{cfg.model}: {exc}; choose --overlap") from None
-    bands = select_bands(scene, meta, cfg.bands)
-    check_value_range(scene, meta, bands)
     work, notice = work_grid(scene, meta, cfg.resample)
     if notice:
         notify(f"note: {notice}")
-    model_sha = file_sha256(cfg.model)
+    model_sha = resolved.sha256
     fp = fingerprint(cfg, model_sha)
     if check_output(cfg.out, fp, cfg.overwrite):
         notify(f"{cfg.out}: already complete for these inputs; nothing to do (--overwrite to redo)")
         return RunSummary(out=cfg.out, skipped=True)
 
     # inputs are good: workers start while the plan and output files are prepared
-    cluster.start(torch_free=not cluster.reuse and runs_without_torch(str(cfg.model), cfg.device, cfg.engine))
-    plan = make_plan(scene, bands, work, cfg.tile, overlap, cfg.batch, cfg.block)
-    class_ids = tuple(c.id for c in meta.classes)
-    model = ModelTask(
-        str(Path(cfg.model).resolve()),
-        cfg.device,
-        cfg.cluster.resolved_torch_threads(),
-        class_ids,
-        cfg.engine,
-        cfg.amp,
-        cfg.precision,
+    cluster.start(
+        torch_free=not cluster.reuse
+        and (resolved.baseline or runs_without_torch(str(cfg.model), cfg.device, cfg.engine))
     )
+    plan = make_plan(scene, bands, work, cfg.tile, overlap, cfg.batch, cfg.block)
+    model = resolved.task(cfg, scene)
     crs_wkt = scene.geobox.crs.to_wkt()
     tags = {"GEOSEG_MODEL_SHA256": model_sha}
     seams = SeamMerger(*scene.shape)  # holds seam polygons only until their block rows are merged
@@ -180,14 +183,11 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
             | {
                 "bands": bands,
                 "work_grid": None if work is None else [int(work.shape.y), int(work.shape.x)],
-                "engines_used": sorted(timings.engines),
-                # what each engine compiled with (read back from it) and the workers' CPUs
-                "precisions_used": [{"engine": e, "precision": p} for e, p in sorted(timings.precisions)],
-                "worker_cpus": sorted(timings.cpus),
+                **timings.inference_record(),
                 "fingerprint": fp,
             },
             model={"path": str(cfg.model), "sha256": model_sha, "metadata": meta.model_dump(mode="json")},
-            timing=asdict(timings, dict_factory=lambda kv: {k: v for k, v in kv if k not in TIMING_EXTRA})
+            timing=timings.durations()
             | {
                 "total_s": total,
                 "tiles": len(plan.grid),
@@ -213,8 +213,6 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     )
 
 
-# Timings fields that are not durations or counts
-TIMING_EXTRA = ("first_batch_at", "engines", "precisions", "cpus")
 
 
 class _Sink:

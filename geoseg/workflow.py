@@ -54,8 +54,17 @@ def load_workflow(path: str | Path) -> tuple[Workflow, list[RunConfig]]:
             raw[key] = str(base / raw[key])
     raw["scenes"] = [str(base / s) for s in raw.get("scenes", [])]
     params = raw.get("parameters")
-    if isinstance(params, dict) and isinstance(params.get("model"), str):
-        params["model"] = str(base / params["model"])
+    if isinstance(params, dict):
+
+        def resolve(m: object) -> object:  # baselines are not files
+            return (
+                str(base / m) if isinstance(m, str) and not m.strip().lower().startswith("baseline:") else m
+            )
+
+        if "model" in params:
+            params["model"] = resolve(params["model"])
+        if isinstance(params.get("models"), list):
+            params["models"] = [resolve(m) for m in params["models"]]
     try:
         wf = Workflow.model_validate(raw)
         return wf, wf.runs()

@@ -9,6 +9,7 @@ import sys
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 
 from geoseg.errors import LabelError, ModelMismatchError
 from geoseg.evaluate import Segmenter, evaluate_chips, evaluate_scenes
@@ -103,10 +104,16 @@ def test_labels_with_classes_the_model_lacks_are_refused(tmp_path, kampala_crop)
         evaluate_scenes(seg, [(kampala_crop, labels)], class_field="kind", **QUIET)
 
 
-def test_a_model_of_another_band_count_is_refused():
+def test_a_model_of_another_band_count_is_refused(tmp_path):
     seg = Segmenter(str(LANDCOVER_MODEL), device="cpu")
-    with pytest.raises(ModelMismatchError, match="13 band"):
+    # the Sentinel-2 bands are named: red, green and blue are found (B04, B03, B02), its float32 is not uint8
+    with pytest.raises(ModelMismatchError, match="float32"):
         evaluate_scenes(seg, [(S2_SCENE, S2_LULC)], class_field="LULC_NAME", **QUIET)
+    bare = tmp_path / "s2_unnamed.tif"  # without band names, 13 bands are not the model's 3
+    with rasterio.open(S2_SCENE) as src, rasterio.open(bare, "w", **src.profile) as dst:
+        dst.write(src.read())
+    with pytest.raises(ModelMismatchError, match="13 band"):
+        evaluate_scenes(seg, [(bare, S2_LULC)], class_field="LULC_NAME", **QUIET)
 
 
 def test_cli_evaluate_errors_are_one_line(tmp_path):

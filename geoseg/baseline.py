@@ -33,7 +33,7 @@ import shapely
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from geoseg.models.checkpoint import ClassInfo
+from geoseg.models.meta import ClassInfo
 
 # -------------------------------------------------------------------------------------- parameters
 

@@ -185,15 +185,13 @@ def write_timeseries(out: Path, runs: list[DateRun], steps: list[Step]) -> None:
 
 
 def _plot(out, runs, classes, areas, net) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     dates = [r.date for r in runs]
     classes = [c for c in classes if any(areas[c[0]])]  # classes never mapped stay in the CSV only
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True, constrained_layout=True)
+    fig = Figure(figsize=(9, 7), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
     for k, name, color in classes:
         top.plot(dates, np.asarray(areas[k]) / 1e4, "o-", color=color, label=name)
     top.set_ylabel("area (ha)")
@@ -214,7 +212,6 @@ def _plot(out, runs, classes, areas, net) -> None:
     fig.autofmt_xdate()
     with atomic_path(out / TIMESERIES_PNG) as tmp:
         fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
-    plt.close(fig)
 
 
 def write_catalog(out: Path, name: str, runs: list[DateRun], steps: list[Step]) -> None:

@@ -58,14 +58,16 @@ def _run_checkpoint(
             )
         bands = [names.index(b.lower()) + 1 for b in meta.bands]
     params = wf.run.model_dump()
-    if "date" in RunConfig.model_fields:  # geoseg run records the acquisition date itself (change branch)
+    own_date = "date" in RunConfig.model_fields  # geoseg run records the acquisition date itself
+    if own_date:
         params["date"] = date
     cfg = RunConfig(
         scene=clip, out=out, model=Path(wf.model), bands=bands, overwrite=True, progress=False,
         cluster=wf.cluster, **params,
     )  # fmt: skip
     run_scene(cfg, notify=lambda m: None, cluster=cluster)
-    _stamp_date(out / RUN_FILE, date)
+    if not own_date:
+        _stamp_date(out / RUN_FILE, date)
 
 
 def _stamp_date(run_json: Path, date: dt.date) -> None:
@@ -125,12 +127,19 @@ def _run_baseline(wf: MonitorWorkflow, clip: Path, date: dt.date, out: Path) -> 
                 "vectors": (stage / GPKG, GPKG_MEDIA, ["data"], "Land-cover polygons"),
             },
             parameters={"model": wf.model, "bands": bands},
-            model={"path": wf.model, "classes": [c.model_dump(mode="json") for c in baseline.classes]},
+            model={
+                "path": wf.model,
+                "metadata": {
+                    "name": wf.model,
+                    "task": baseline.task,
+                    "classes": [c.model_dump(mode="json") for c in baseline.classes],
+                },
+            },
             timing={"total_s": time.perf_counter() - t0},
             started=started,
             finished=finished,
             out_dir=stage,
+            acquired=date,
         )
-        item.datetime = dt.datetime.combine(date, dt.time(), dt.timezone.utc)
         item.properties["geoseg:acquisition_date"] = date.isoformat()
         write_item(item, stage / RUN_FILE)

@@ -316,3 +316,52 @@ def test_bad_workflow_exits_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {path}: bands") and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_against_first_and_per_date_landcover_layers(tmp_path):
+    scenes, out = tmp_path / "scenes", tmp_path / "out"
+    add_scenes(scenes, 0, 1, 4)
+    extra = {"change": {"mmu_m2": 500, "against_first": True}, "history_landcover": True}
+    wf = load_monitor_workflow(
+        write_workflow(tmp_path, scenes, out, aoi=[487000, 5206500, 488000, 5207500], **extra)
+    )
+    result = run_monitor(wf, notify=lambda m: None)
+    assert sorted(result.new_steps) == [
+        f"changes/{DATES[0]}_{DATES[1]}",
+        f"changes/{DATES[1]}_{DATES[4]}",
+        f"changes_since_first/{DATES[0]}_{DATES[4]}",
+    ]
+    layers = dict(pyogrio.list_layers(out / "history.gpkg"))
+    assert {"landcover_change", "landcover_change_since_first", "landcover"} <= set(layers)
+    first = pyogrio.read_dataframe(
+        out / "history.gpkg", layer="landcover_change_since_first", read_geometry=False
+    )
+    assert set(ymd(first["date_before"])) == {DATES[0]} and set(ymd(first["date_after"])) == {DATES[4]}
+    lc = pyogrio.read_dataframe(out / "history.gpkg", layer="landcover", read_geometry=False)
+    assert sorted(set(ymd(lc["date"]))) == [DATES[0], DATES[1], DATES[4]]
+    import sqlite3
+
+    with sqlite3.connect(out / "history.gpkg") as con:
+        styles = dict(con.execute("SELECT f_table_name, styleQML FROM layer_styles WHERE useAsDefault = 1"))
+    assert 'startField="date_before"' in styles["landcover_change"]  # QGIS temporal controller settings
+    assert 'startField="date"' in styles["landcover"]
+
+
+def test_checkpoint_model_runs_through_geoseg_run(tmp_path):
+    scenes, out = tmp_path / "scenes", tmp_path / "out"
+    add_scenes(scenes, 0, 1)
+    extra = {
+        "model": str(ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt"),
+        "bands": ["nir", "red", "green", "blue"],  # names, not positions: the model reads red, green, blue
+        "run": {"resample": False, "tile": 128, "overlap": 16},
+        "cluster": {"processes": False},
+    }
+    wf = load_monitor_workflow(
+        write_workflow(tmp_path, scenes, out, aoi=[487000, 5206500, 487500, 5207000], **extra)
+    )
+    result = run_monitor(wf, notify=lambda m: None)
+    assert result.exit_code == 0 and result.new_dates == DATES[:2] and result.steps == 1
+    item = json.loads((out / "runs" / DATES[0] / "run.json").read_text())
+    assert item["properties"]["datetime"].startswith(DATES[0])
+    assert item["properties"]["geoseg:parameters"]["bands"] == [2, 3, 4]
+    assert (out / "changes" / f"{DATES[0]}_{DATES[1]}" / "change.json").is_file()

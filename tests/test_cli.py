@@ -24,7 +24,12 @@ def test_cli_runs_end_to_end(tmp_path, kampala_crop):
         "run", str(kampala_crop), "--out", str(out), "--tile", "256", "--overlap", "32", "--batch", "4"
     )
     assert res.returncode == 0, res.stderr
-    assert {p.name for p in out.iterdir()} == {"landcover.tif", "geoseg.gpkg", "run.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "landcover.tif",
+        "landcover.tif.aux.xml",
+        "geoseg.gpkg",
+        "run.json",
+    }
     assert "tile" in res.stderr  # the progress bar counts tiles
     with rasterio.open(kampala_crop) as src, rasterio.open(out / "landcover.tif") as lc:
         assert (lc.crs, lc.transform, lc.shape) == (src.crs, src.transform, src.shape)

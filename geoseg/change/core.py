@@ -264,6 +264,7 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
                     for r in (before, after):
                         changed &= al.read(r.confidence, win, fill=0) >= min_conf
                 code = np.where(changed, 1 + (b - 1) * n + (a - 1), 0).astype(code_dtype)
+                _sieve_interior(code, win, h, w, cfg.mmu_m2 / pixel_area)
                 scratch.write(
                     np.stack([code, np.where(valid, b, 0), np.where(valid, a, 0)]).astype(scratch.dtypes[0]),
                     window=_rio(win),
@@ -406,6 +407,32 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
         )
         write_item(item, stage / CHANGE_JSON)
     return summary
+
+
+def _sieve_interior(code: np.ndarray, win: Window, h: int, w: int, mmu_px: float) -> None:
+    """Set to 0, in place, the regions (4-connected pixels of one code) smaller than ``mmu_px`` that do
+    not touch an internal block edge (those are decided after the seam merge)."""
+    if mmu_px <= 1 or not code.any():
+        return
+    from skimage.measure import label
+
+    lab = label(code, background=0, connectivity=1)
+    sizes = np.bincount(lab.ravel())
+    small = sizes < mmu_px - 1e-9
+    small[0] = False
+    edges = []
+    if win.row_off > 0:
+        edges.append(lab[0])
+    if win.row_off + win.height < h:
+        edges.append(lab[-1])
+    if win.col_off > 0:
+        edges.append(lab[:, 0])
+    if win.col_off + win.width < w:
+        edges.append(lab[:, -1])
+    for e in edges:
+        small[e] = False
+    if small.any():
+        code[small[lab]] = 0
 
 
 def _rio(win: Window):

@@ -4,6 +4,7 @@ and windowed reads of each date's rasters warped onto it (GDAL warped VRTs, near
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import ExitStack
 
 import geopandas as gpd
@@ -11,6 +12,7 @@ import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
+from rasterio.errors import NodataShadowWarning
 from rasterio.vrt import WarpedVRT
 
 from geoseg.change.errors import ChangeInputError
@@ -39,7 +41,7 @@ def common_grid(
     left, bottom, right, top = inter.boundingbox
     inv = ~ref.affine
     cols, rows = zip(
-        *(inv * (x, y) for x, y in ((left, top), (right, bottom), (left, bottom), (right, top))), strict=True
+        *(inv @ (x, y) for x, y in ((left, top), (right, bottom), (left, bottom), (right, top))), strict=True
     )
     eps = 1e-6
     r0, r1 = max(0, math.floor(min(rows) + eps)), min(int(ref.shape.y), math.ceil(max(rows) - eps))
@@ -80,6 +82,7 @@ class Aligned:
                     width=int(self.target.shape.x),
                     height=int(self.target.shape.y),
                     resampling=resampling,
+                    warp_mem_limit=256,
                     **opts,
                 )
             )
@@ -99,7 +102,9 @@ class Aligned:
     def read_valid(self, path, window: Window) -> np.ndarray:
         """Where ``path`` (a scene) has data over ``window`` (its nodata/mask; False outside it)."""
         vrt = self._vrt(path, Resampling.nearest, None)
-        return vrt.read_masks(1, window=window_to_rio(window)) > 0
+        with warnings.catch_warnings():  # nodata shadowing an alpha band: the nodata is what counts
+            warnings.simplefilter("ignore", NodataShadowWarning)
+            return vrt.read_masks(1, window=window_to_rio(window)) > 0
 
     def read_gray(self, path, window: Window) -> np.ndarray:
         """Mean of a scene's first three bands (bilinear) over ``window``, float32."""

@@ -139,3 +139,89 @@ def check_comparable(before: RunInfo, after: RunInfo) -> None:
             f"{after.folder}: made by a different model than {before.folder} "
             f"({after.model_id[:12]} vs {before.model_id[:12]})"
         )
+
+
+def write_run_folder(
+    out: Path,
+    *,
+    array,
+    geobox: GeoBox,
+    classes: list[ClassDef],
+    date: dt.date | None,
+    model_id: str,
+    task: str = "landcover",
+    source: Path | None = None,
+    buildings=None,
+    confidence=None,
+) -> Path:
+    """A finished run folder made from arrays already on the scene grid, in ``geoseg run``'s conventions
+    (for model-free classifications and tests): ``landcover.tif`` (class ids; ``task="buildings"``:
+    ``buildings.tif`` of building ids + the ``buildings`` layer from ``buildings``, a GeoDataFrame with
+    ``id``), optional ``confidence.tif`` (uint8), and a run.json STAC Item with the acquisition date."""
+    import datetime as _dt
+
+    from geoseg.classmeta import add_class_extensions, write_category_sidecar
+    from geoseg.io.cog import BlockCOGWriter
+    from geoseg.io.vector import write_layer
+    from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
+    from geoseg.rundir import staging_dir
+
+    h, w = int(geobox.shape.y), int(geobox.shape.x)
+    crs = geobox.crs.to_wkt()
+    now = _dt.datetime.now(_dt.timezone.utc)
+    with staging_dir(Path(out)) as stage:
+        name = "buildings.tif" if task == "buildings" else "landcover.tif"
+        with BlockCOGWriter(
+            stage / name,
+            crs=crs,
+            transform=geobox.affine,
+            width=w,
+            height=h,
+            dtype="uint32" if task == "buildings" else "uint8",
+            nodata=0,
+            colormap=None if task == "buildings" else {c.id: _rgb(c.color) for c in classes},
+            class_names=None if task == "buildings" else {c.id: c.name for c in classes},
+            overview_resampling="nearest",
+        ) as wr:
+            wr.write(0, 0, array)
+        assets = {task: (f"./{name}", COG_MEDIA, ["data"], name)}
+        if task != "buildings":
+            write_category_sidecar(stage / name, [(c.id, c.name, c.color) for c in classes])
+        if buildings is not None:
+            write_layer(buildings.to_crs(crs), stage / "geoseg.gpkg", "buildings")
+            assets["vectors"] = ("./geoseg.gpkg", GPKG_MEDIA, ["data"], "Building footprints")
+        if confidence is not None:
+            with BlockCOGWriter(
+                stage / "confidence.tif", crs=crs, transform=geobox.affine, width=w, height=h, nodata=None
+            ) as wr:
+                wr.write(0, 0, confidence)
+            assets["confidence"] = ("./confidence.tif", COG_MEDIA, ["data"], "confidence")
+        item = build_run_item(
+            item_id=f"{Path(source or out).stem}-{date or 'undated'}-{task}",
+            scene_path=source or stage / name,
+            scene_crs=crs,
+            scene_bounds=tuple(geobox.extent.boundingbox),
+            scene_shape=(h, w),
+            scene_transform=geobox.affine,
+            assets=assets,
+            parameters={},
+            model={
+                "path": model_id,
+                "sha256": model_id,
+                "metadata": {"task": task, "classes": [c.__dict__ for c in classes]},
+            },
+            timing={},
+            started=now,
+            finished=now,
+            out_dir=Path(out).resolve(),
+            acquired=date,
+        )
+        if task != "buildings":
+            add_class_extensions(item, task, [(c.id, c.name, c.color) for c in classes], "uint8", 0)
+        write_item(item, stage / RUN_FILE)
+    return Path(out)
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    c = color.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)

@@ -33,6 +33,7 @@ import shapely
 from scipy import ndimage
 from skimage.segmentation import watershed
 
+from geoseg.bandroles import role_of
 from geoseg.models.meta import ClassInfo
 
 # -------------------------------------------------------------------------------------- parameters
@@ -68,6 +69,8 @@ class Baseline(Protocol):
     name: str
     task: Literal["landcover", "buildings"]
     classes: list[ClassInfo]
+    uses: tuple[str, ...]  # band roles it reads where the scene has them (red, green, blue, nir, pan)
+    needs: tuple[tuple[str, ...], ...]  # it runs where the scene has every role of one of these sets
 
     def predict(
         self, image: np.ndarray, valid: np.ndarray, bands: Sequence[str], gsd_m: float | None
@@ -88,22 +91,16 @@ BUILDINGS_CLASSES = [
 
 # --------------------------------------------------------------------------------------- band roles
 
-# Also Sentinel-2's zero-padded band names (b02..b08); generic "b1", "b2", ... mean unknown (positional).
-_ALIASES = {
-    "red": "red", "r": "red", "b04": "red",
-    "green": "green", "g": "green", "b03": "green",
-    "blue": "blue", "b": "blue", "b02": "blue",
-    "nir": "nir", "nir08": "nir", "nir1": "nir", "near-infrared": "nir", "nearinfrared": "nir", "b08": "nir",
-    "pan": "pan", "panchromatic": "pan", "gray": "pan", "grey": "pan",
-}  # fmt: skip
-
 
 def band_roles(bands: Sequence[str] | None, count: int) -> dict[str, int]:
-    """Roles red/green/blue/nir/pan -> band index, by name; positional R,G,B[,NIR] if no name is known."""
+    """Roles red/green/blue/nir/pan -> band index, by name (``geoseg.bandroles``: descriptions, aliases such
+    as B04/B08, case-insensitive); positional R,G,B[,NIR] when no name is known."""
     roles: dict[str, int] = {}
     for i, name in enumerate(list(bands or [])[:count]):
-        role = _ALIASES.get(str(name).strip().lower())
-        if role and role not in roles:
+        role = role_of(name)
+        if role == "nir08":
+            role = "nir" if "nir" not in roles else None
+        if role in ("red", "green", "blue", "nir", "pan") and role not in roles:
             roles[role] = i
     if roles:
         return roles
@@ -333,6 +330,9 @@ class LandcoverBaseline:
 
     name = "baseline:landcover"
     task: Literal["landcover", "buildings"] = "landcover"
+    # the band roles it uses where the scene has them, and the sets of which it needs one in full
+    uses = ("red", "green", "blue", "nir")
+    needs = (("red", "green", "blue"), ("red", "green", "nir"), ("pan",))
 
     def __init__(self) -> None:
         self.classes = list(LANDCOVER_CLASSES)
@@ -357,6 +357,8 @@ class BuildingsBaseline:
 
     name = "baseline:buildings"
     task: Literal["landcover", "buildings"] = "buildings"
+    uses = ("red", "green", "blue", "nir")
+    needs = (("red", "green", "blue"), ("pan",))
 
     def __init__(self) -> None:
         self.classes = list(BUILDINGS_CLASSES)

@@ -37,7 +37,9 @@ def _parse_bands(value: str | None) -> list[int] | None:
 def run(
     scene: Annotated[Path, typer.Argument(help="input GeoTIFF scene")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
-    model: Annotated[Path, typer.Option(help="checkpoint (.pt)")] = DEFAULT_LANDCOVER_MODEL,
+    model: Annotated[
+        Path, typer.Option(help="checkpoint (.pt), or baseline:landcover / baseline:buildings (no weights)")
+    ] = DEFAULT_LANDCOVER_MODEL,
     tile: Annotated[int, typer.Option(help="tile size in pixels (multiple of 32)")] = 512,
     overlap: Annotated[
         int | None, typer.Option(help="tile overlap in pixels (default: the model's recommended one)")
@@ -45,6 +47,10 @@ def run(
     batch: Annotated[int, typer.Option(help="tiles per forward pass")] = 8,
     block: Annotated[int, typer.Option(help="output block size in pixels (multiple of 512)")] = 1024,
     bands: Annotated[str | None, typer.Option(help="1-based bands to use, e.g. 1,2,3")] = None,
+    band_names: Annotated[
+        str | None,
+        typer.Option(help="role of each scene band, e.g. swir1,nir,red,green (scenes without descriptions)"),
+    ] = None,
     resample: Annotated[bool, typer.Option(help="resample scenes whose GSD differs from the model's")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
     engine: Annotated[
@@ -85,6 +91,7 @@ def run(
             batch=batch,
             block=block,
             bands=_parse_bands(bands),
+            band_names=_split([band_names]) if band_names else None,
             resample=resample,
             device=device,
             engine=engine,
@@ -256,6 +263,18 @@ def _parse_bounds(value: str | None) -> tuple[float, float, float, float] | None
     return b  # type: ignore[return-value]
 
 
+def _parse_groups(values: list[str] | None) -> dict[str, list[str]] | None:
+    if not values:
+        return None
+    groups: dict[str, list[str]] = {}
+    for v in values:
+        name, _, members = v.partition("=")
+        if not name.strip() or not members.strip():
+            _fail(f"--group must be NAME=class,class, got {v!r}")
+        groups[name.strip()] = _split([members])
+    return groups
+
+
 @app.command()
 def evaluate(
     model: Annotated[str, typer.Option(help="checkpoint (.pt) or baseline:landcover / baseline:buildings")],
@@ -268,6 +287,13 @@ def evaluate(
     chips: Annotated[Path | None, typer.Option(help="image/mask chip folder instead of GeoTIFFs")] = None,
     colors: Annotated[Path | None, typer.Option(help="colour table of the --chips masks")] = None,
     subfolder: Annotated[str | None, typer.Option(help="only chips under this sub-folder name")] = None,
+    label_classes: Annotated[
+        str | None, typer.Option(help="the labels' class names in id order, where they are not the model's")
+    ] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(help="score merged classes, repeatable: NAME=class,class (model and label classes)"),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the scores as JSON")] = None,
     batch: Annotated[int, typer.Option(help="tiles per forward pass")] = 8,
     resample: Annotated[bool, typer.Option(help="resample scenes whose GSD differs from the model's")] = True,
@@ -285,6 +311,7 @@ def evaluate(
     if chips and colors is None:
         _fail("--chips needs --colors")
     box = _parse_bounds(bounds)
+    groups = _parse_groups(group)
     notify = lambda m: typer.echo(m, err=True)  # noqa: E731
     try:
         seg = Segmenter(model, device=device, batch=batch, resample=resample)
@@ -292,7 +319,15 @@ def evaluate(
             report = evaluate_chips(seg, chips, colors, subfolder, notify=notify)
         else:
             pairs = pair_labels(images, labels)
-            report = evaluate_scenes(seg, pairs, class_field, box, notify=notify)
+            report = evaluate_scenes(
+                seg,
+                pairs,
+                class_field,
+                box,
+                notify=notify,
+                label_classes=_split([label_classes or ""]) or None,
+                groups=groups,
+            )
     except GeosegError as exc:
         _fail(str(exc))
     except ValueError as exc:  # unknown baseline name or device

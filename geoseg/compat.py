@@ -6,6 +6,7 @@ import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
 
+from geoseg.bandroles import find_roles, knows_roles, scene_roles
 from geoseg.errors import ModelMismatchError
 from geoseg.io.raster import Scene
 from geoseg.models.meta import CheckpointMeta
@@ -13,14 +14,24 @@ from geoseg.models.meta import CheckpointMeta
 INTEGER_RANGES = {"uint8": (0, 255), "uint16": (0, 65535), "int16": (-32768, 32767)}
 
 
-def select_bands(scene: Scene, meta: CheckpointMeta, bands: list[int] | None) -> list[int]:
-    """1-based band indexes to read; raises ``ModelMismatchError`` when counts don't match."""
+def select_bands(
+    scene: Scene, meta: CheckpointMeta, bands: list[int] | None, band_names: list[str] | None = None
+) -> list[int]:
+    """1-based band indexes to read; raises ``ModelMismatchError`` when the scene does not have them.
+
+    ``bands`` (indexes) win; otherwise, where the model names its bands by role and the scene's bands
+    have roles (band descriptions, or ``band_names`` for scenes without them), bands are matched by role
+    (``geoseg.bandroles``); otherwise the scene must have exactly the model's band count.
+    """
     expected = ", ".join(meta.bands)
     if bands is None:
+        roles = scene_roles(scene.path, scene.count, scene.band_names, band_names)
+        if knows_roles(meta.bands) and any(roles):
+            return find_roles(scene.path, roles, meta.bands, "the model")
         if scene.count != meta.in_channels:
             raise ModelMismatchError(
                 f"{scene.path}: scene has {scene.count} band(s) but the model expects {meta.in_channels} "
-                f"({expected}); choose bands with --bands"
+                f"({expected}); name the scene's bands with --band-names or choose them with --bands"
             )
         return list(range(1, scene.count + 1))
     bad = [b for b in bands if not 1 <= b <= scene.count]

@@ -55,13 +55,18 @@ class RunConfig(BaseModel):
 
     scene: Path
     out: Path
-    model: Path = DEFAULT_LANDCOVER_MODEL
+    model: Path = DEFAULT_LANDCOVER_MODEL  # a checkpoint, or baseline:landcover / baseline:buildings
     tile: int = Field(512, ge=32, description="tile size in model-grid pixels (multiple of 32)")
     overlap: int | None = Field(None, ge=0, description="tile overlap in pixels (default: the model's)")
     batch: int = Field(8, ge=1, description="tiles per model forward pass")
     block: int = Field(1024, ge=256, description="output block size in scene pixels (multiple of 512)")
     blend: Literal["cosine", "linear", "constant"] = "cosine"
     bands: list[int] | None = Field(None, description="1-based band indexes to feed the model")
+    band_names: list[str] | None = Field(
+        None,
+        description="the role of each scene band (e.g. swir1,nir,red,green) where it has no descriptions"
+        " (matched to the model's band names)",
+    )
     resample: bool = Field(True, description="resample scenes whose GSD differs from the model's")
     device: str = "auto"
     amp: bool = Field(True, description="float16 autocast on CUDA devices (no effect on the CPU)")

@@ -30,7 +30,6 @@ from geoseg.pipeline import to_scene_grid, work_window_of_block
 from geoseg.rundir import atomic_write_text
 from geoseg.train.chips import IGNORE_INDEX, find_pairs, load_chips
 from geoseg.train.config import ColorTable
-from geoseg.train.data import default_band_names
 from geoseg.train.labels import is_vector, read_labels
 from tiles import Window, window_from_bounds
 
@@ -144,7 +143,9 @@ class Segmenter:
     def check_scene(self, scene: Scene) -> list[int]:
         """The bands to feed the model; ``ModelMismatchError`` if the scene does not suit it."""
         if self.baseline is not None:
-            return list(range(1, scene.count + 1))
+            from geoseg.modelspec import baseline_bands
+
+            return baseline_bands(scene, self.spec, None, None)[0]
         bands = select_bands(scene, self.meta, None)
         check_value_range(scene, self.meta, bands)
         return bands
@@ -152,9 +153,11 @@ class Segmenter:
     def predict_region(self, scene: Scene, region: Window) -> tuple[np.ndarray, np.ndarray]:
         """Class indexes and validity of ``region`` of ``scene`` on the scene grid."""
         if self.baseline is not None:
-            bands = list(range(1, scene.count + 1))
+            from geoseg.modelspec import baseline_bands
+
+            bands, roles = baseline_bands(scene, self.spec, None, None)  # as geoseg run picks them
             image, valid = read_window(scene.path, region, bands)
-            return self.predict_array(image, valid, default_band_names(scene), scene.gsd_m), valid
+            return self.predict_array(image, valid, roles, scene.gsd_m), valid
         bands = self.check_scene(scene)
         work, _ = work_grid(scene, self.meta, self.resample)
         _, valid = read_window(scene.path, region, bands)
@@ -196,33 +199,68 @@ def truth_polygons(
     return instance_polygons(inst, geobox.affine, scene.geobox.crs).geometry
 
 
+def group_lut(names: Sequence[str], groups: dict[str, list[str]], what: str) -> np.ndarray:
+    """Class index -> group index (``IGNORE_INDEX`` for classes in no group), by class name."""
+    lut = np.full(256, IGNORE_INDEX, np.uint8)
+    lower = [n.lower() for n in names]
+    for g, members in enumerate(groups.values()):
+        for m in members:
+            if m.lower() in lower:
+                lut[lower.index(m.lower())] = g
+    unused = [n for i, n in enumerate(names) if lut[i] == IGNORE_INDEX]
+    if len(unused) == len(names):
+        raise LabelError(f"--group: none of the {what} classes ({', '.join(names)}) is in a group")
+    return lut
+
+
 def evaluate_scenes(
     seg: Segmenter,
     pairs: Sequence[tuple[Path, Path]],
     class_field: str | None = None,
     bounds: tuple[float, float, float, float] | None = None,
     notify: Callable[[str], None] = print,
+    label_classes: list[str] | None = None,
+    groups: dict[str, list[str]] | None = None,
 ) -> EvalReport:
-    """Score ``seg`` on georeferenced images with polygon or raster labels."""
-    k = len(seg.classes)
-    report = EvalReport(seg.spec, seg.task, seg.classes, np.zeros((k, k), np.int64))
-    background = "background" if "background" in seg.classes else None
+    """Score ``seg`` on georeferenced images with polygon or raster labels.
+
+    ``label_classes``: the labels' class names (1-based raster ids, or names) where they are not the
+    model's. ``groups``: score in these merged classes instead (name -> member class names, of the model
+    and of the labels): how a model or baseline is compared with labels of another class scheme, on the
+    same pixels; pixels whose true or predicted class is in no group are not scored.
+    """
+    truth_classes = label_classes or seg.classes
+    if (
+        label_classes
+        and not groups
+        and [c.lower() for c in label_classes] != [c.lower() for c in seg.classes]
+    ):
+        raise LabelError("--label-classes differ from the model's classes: map them with --group")
+    classes = list(groups) if groups else seg.classes
+    k = len(classes)
+    report = EvalReport(seg.spec, seg.task, classes, np.zeros((k, k), np.int64))
+    background = "background" if "background" in truth_classes else None
+    pred_lut = group_lut(seg.classes, groups, "model's") if groups else None
+    truth_lut = group_lut(truth_classes, groups, "labels'") if groups else None
     obj = {"tp": 0, "fp": 0, "fn": 0}
     for image_path, label_path in pairs:
         scene = open_scene(image_path)
         seg.check_scene(scene)
         region = scene_region(scene, bounds)
         geobox = scene.geobox[region.slices()]
-        truth = read_labels(label_path, geobox, seg.classes, class_field, background)
+        truth = read_labels(label_path, geobox, truth_classes, class_field, background)
         pred, valid = seg.predict_region(scene, region)
         truth[~valid] = IGNORE_INDEX
+        if pred_lut is not None and truth_lut is not None:
+            pred, truth = pred_lut[pred], truth_lut[truth]
+            truth[pred == IGNORE_INDEX] = IGNORE_INDEX
         report.confusion += confusion_matrix(pred, truth, k)
         entry: dict[str, Any] = {
             "image": str(image_path),
             "labels": str(label_path),
             "window": asdict(region),
         }
-        if seg.task == "buildings":
+        if seg.task == "buildings" and not groups:
             b = seg.classes.index("building")
             # The same instances as geoseg run writes: 4-connected regions split at necks.
             inst = label_instances((pred == b) & valid, scene.gsd_m)
@@ -234,7 +272,7 @@ def evaluate_scenes(
                 obj[key] += int(o[key])
         report.inputs.append(entry)
         notify(f"{image_path}: {region.height}x{region.width} px scored")
-    if seg.task == "buildings":
+    if seg.task == "buildings" and not groups:
         report.objects = object_counts_to_scores(obj["tp"], obj["fp"], obj["fn"])
     return report
 

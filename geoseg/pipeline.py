@@ -48,6 +48,10 @@ class ModelTask:
     engine: str = "auto"
     amp: bool = True
 
+    def own_predictor(self) -> object | None:
+        """A predictor that needs no checkpoint (``geoseg.modelspec.BaselineTask``), else ``None``."""
+        return None
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -154,7 +158,9 @@ def predict_batch(
     valid = {i: offheap_copy(v) for i, _, v in reads}  # kept with the probabilities
     model_s, engine = 0.0, ""
     if kept:
-        predictor = predictor_for(model.checkpoint, model.device, model.torch_threads, model.engine)
+        predictor = model.own_predictor() or predictor_for(
+            model.checkpoint, model.device, model.torch_threads, model.engine
+        )
         if predictor is None:  # not the torch-free OpenVINO case: geoseg.infer imports torch
             from geoseg.infer import shared_predictor
 

@@ -16,16 +16,17 @@ from tqdm import tqdm
 from geoseg.allocator import release_free_memory
 from geoseg.classmeta import add_class_extensions, write_category_sidecar
 from geoseg.cluster import ClusterStart
-from geoseg.compat import check_value_range, select_bands, work_grid
+from geoseg.compat import work_grid
 from geoseg.config import RunConfig, check_overlap
 from geoseg.dates import acquisition_date
 from geoseg.errors import ModelMismatchError
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import Scene, open_scene
 from geoseg.io.vector import write_layer, write_layer_styles
-from geoseg.models.meta import CheckpointMeta, file_sha256, read_meta
+from geoseg.models.meta import CheckpointMeta
+from geoseg.modelspec import resolve_model
 from geoseg.ov_predictor import runs_without_torch
-from geoseg.pipeline import NODATA, BlockResult, ModelTask, execute, make_plan
+from geoseg.pipeline import NODATA, BlockResult, execute, make_plan
 from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
 from geoseg.rundir import RUN_FILE, check_output, staging_dir
 from geoseg.styles import categorized_polygon_qml
@@ -86,7 +87,8 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     started = datetime.now(timezone.utc)
     t_start, t_start_wall = time.perf_counter(), time.time()
     scene = open_scene(cfg.scene)
-    meta = read_meta(cfg.model)
+    resolved = resolve_model(cfg, scene)  # a checkpoint or a baseline, its bands matched to the scene
+    meta, bands = resolved.meta, resolved.bands
     names = {c.id: c.name for c in meta.classes}
     if meta.task == "buildings" and "building" not in names.values():
         raise ModelMismatchError(f"{cfg.model}: a buildings model needs a class named 'building'")
@@ -95,8 +97,6 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
         check_overlap(overlap, cfg.tile)
     except ValueError as exc:
         raise ModelMismatchError(f"{cfg.model}: {exc}; choose --overlap") from None
-    bands = select_bands(scene, meta, cfg.bands)
-    check_value_range(scene, meta, bands)
     work, notice = work_grid(scene, meta, cfg.resample)
     if notice:
         notify(f"note: {notice}")
@@ -107,24 +107,19 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
             "datetime is null (start/end_datetime = processing time) and geoseg change will refuse it; "
             "pass --date YYYY-MM-DD"
         )
-    model_sha = file_sha256(cfg.model)
+    model_sha = resolved.sha256
     fp = fingerprint(cfg, model_sha)
     if check_output(cfg.out, fp, cfg.overwrite):
         notify(f"{cfg.out}: already complete for these inputs; nothing to do (--overwrite to redo)")
         return RunSummary(out=cfg.out, skipped=True)
 
     # inputs are good: workers start while the plan and output files are prepared
-    cluster.start(torch_free=not cluster.reuse and runs_without_torch(str(cfg.model), cfg.device, cfg.engine))
-    plan = make_plan(scene, bands, work, cfg.tile, overlap, cfg.batch, cfg.block)
-    class_ids = tuple(c.id for c in meta.classes)
-    model = ModelTask(
-        str(Path(cfg.model).resolve()),
-        cfg.device,
-        cfg.cluster.resolved_torch_threads(),
-        class_ids,
-        cfg.engine,
-        cfg.amp,
+    cluster.start(
+        torch_free=not cluster.reuse
+        and (resolved.baseline or runs_without_torch(str(cfg.model), cfg.device, cfg.engine))
     )
+    plan = make_plan(scene, bands, work, cfg.tile, overlap, cfg.batch, cfg.block)
+    model = resolved.task(cfg, scene)
     crs_wkt = scene.geobox.crs.to_wkt()
     tags = {"GEOSEG_MODEL_SHA256": model_sha}
     seams = SeamMerger(*scene.shape)  # holds seam polygons only until their block rows are merged

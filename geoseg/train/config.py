@@ -25,6 +25,13 @@ KNOWN_COLORS = {
     "water": "#3182CE",
     "cropland": "#F6E05E",
     "cultivated": "#F6E05E",
+    # NLCD-style colours for the NC Landsat strata classes
+    "developed": "#EB0000",
+    "agriculture": "#AB6C28",
+    "herbaceous": "#DFDFC2",
+    "shrubland": "#CCB879",
+    "sediment": "#B3AC9F",
+    "barren": "#B3AC9F",
 }
 PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999"]
 

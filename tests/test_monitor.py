@@ -36,6 +36,7 @@ def write_workflow(tmp: Path, scenes: Path, out: Path, aoi=AOI, **extra) -> Path
         "scenes": {"folder": str(scenes), "glob": "m_*.tif", "date_regex": r"_(\d{8})\.tif$"},
         "bands": ["red", "green", "blue", "nir"],
         "change": {"mmu_m2": 500},
+        "cluster": {"processes": False},  # small AOIs: one in-process worker starts fastest
     } | extra
     path = tmp / f"wf_{out.name}.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -299,6 +300,12 @@ def test_stac_item_collection_source(tmp_path):
         ({"change": {"mmu_m2": -1}}, "change.mmu_m2: Input should be greater than or equal to 0"),
         ({"scenes": {"folder": "nowhere"}}, "scenes.folder: no such folder"),
         ({"scenes": {"folder": ".", "date_regex": "[0-9]{8}"}}, "scenes: date_regex needs one group"),
+        ({"run": {"tile": 100}}, "run: tile: tile must be a multiple of 32"),
+        ({"run": {"scene": "x.tif"}}, "run: scene is set by the monitor"),
+        (
+            {"model": str(ROOT / "geoseg/checkpoints/buildings_rgb.pt")},
+            "is a buildings model; monitoring maps",
+        ),
     ],
 )
 def test_bad_workflow_is_one_line_naming_the_key(tmp_path, edit, message):
@@ -354,7 +361,6 @@ def test_checkpoint_model_runs_through_geoseg_run(tmp_path):
         "model": str(ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt"),
         "bands": ["nir", "red", "green", "blue"],  # names, not positions: the model reads red, green, blue
         "run": {"resample": False, "tile": 128, "overlap": 16},
-        "cluster": {"processes": False},
     }
     wf = load_monitor_workflow(
         write_workflow(tmp_path, scenes, out, aoi=[487000, 5206500, 487500, 5207000], **extra)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from geoseg.config import ClusterConfig
+from geoseg.config import ClusterConfig, RunConfig
 from geoseg.errors import GeosegError
 
 
@@ -95,17 +95,19 @@ class MasksConfig(_Strict):
         return self
 
 
-class RunSettings(_Strict):
-    """Tiling / precision settings of the per-date runs (checkpoint models; see ``geoseg run``)."""
-
-    tile: int = Field(512, ge=32)
-    overlap: int | None = Field(None, ge=0)
-    batch: int = Field(8, ge=1)
-    block: int = Field(1024, ge=512)
-    resample: bool = True
-    device: str = "auto"
-    engine: Literal["auto", "torch", "onnx", "openvino"] = "auto"
-    amp: bool = True
+# RunConfig fields the monitor sets itself (the rest may be given under ``run:``)
+_RUN_OWN = {
+    "scene",
+    "out",
+    "model",
+    "date",
+    "date_pattern",
+    "overwrite",
+    "progress",
+    "cluster",
+    "bands",
+    "band_names",
+}
 
 
 class ChangeSettings(_Strict):
@@ -135,7 +137,9 @@ class MonitorWorkflow(_Strict):
     history_landcover: bool = Field(
         False, description="also put every date's land-cover polygons in history.gpkg"
     )
-    run: RunSettings = RunSettings()
+    run: dict[str, Any] = Field(
+        {}, description="geoseg run options of the per-date runs: tile, overlap, batch, block, resample, ..."
+    )
     cluster: ClusterConfig = ClusterConfig()
 
     @field_validator("model")
@@ -144,6 +148,27 @@ class MonitorWorkflow(_Strict):
         if v.startswith("baseline:") and v not in ("baseline:landcover",):
             raise ValueError(f"unknown baseline {v!r}; monitoring supports baseline:landcover")
         return v
+
+    @field_validator("run")
+    @classmethod
+    def _run_options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        own = sorted(set(v) & _RUN_OWN)
+        if own:
+            raise ValueError(f"{own[0]} is set by the monitor, not under run")
+        try:
+            RunConfig(scene=Path("x.tif"), out=Path("x"), **v)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(map(str, err["loc"]))
+            raise ValueError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+        return v
+
+    def run_config(self, scene: Path, out: Path, date) -> RunConfig:
+        """The ``geoseg run`` configuration of one date's clip."""
+        return RunConfig(
+            scene=scene, out=out, model=Path(self.model), date=date, overwrite=True, progress=False,
+            cluster=self.cluster, **self.run,
+        )  # fmt: skip
 
     @property
     def is_baseline(self) -> bool:
@@ -154,9 +179,13 @@ class MonitorWorkflow(_Strict):
         blob = self.model_dump(
             mode="json", include={"aoi", "model", "bands", "masks", "min_clear_fraction", "run"}
         )
-        if not self.is_baseline:
-            from geoseg.models.meta import file_sha256
+        from geoseg.models.meta import file_sha256
 
+        if self.is_baseline:  # the rules' code is the baseline's identity (as in geoseg run)
+            import geoseg.baseline
+
+            blob["model_sha256"] = file_sha256(geoseg.baseline.__file__)
+        else:
             blob["model_sha256"] = file_sha256(self.model)
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -206,8 +235,19 @@ def load_monitor_workflow(path: str | Path) -> MonitorWorkflow:
         loc = ".".join(map(str, err["loc"])) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         raise MonitorWorkflowError(f"{path}: {loc}: {msg}") from None
-    if not wf.is_baseline and not Path(wf.model).is_file():
-        raise MonitorWorkflowError(f"{path}: model: no such checkpoint {wf.model}")
+    if not wf.is_baseline:
+        if not Path(wf.model).is_file():
+            raise MonitorWorkflowError(f"{path}: model: no such checkpoint {wf.model}")
+        from geoseg.models.meta import read_meta
+
+        try:
+            task = read_meta(wf.model).task
+        except GeosegError as exc:
+            raise MonitorWorkflowError(f"{path}: model: {exc}") from None
+        if task != "landcover":
+            raise MonitorWorkflowError(
+                f"{path}: model: {wf.model} is a {task} model; monitoring maps land cover"
+            )
     if wf.aoi.file is not None and not wf.aoi.file.is_file():
         raise MonitorWorkflowError(f"{path}: aoi.file: no such file {wf.aoi.file}")
     if wf.scenes.folder is not None and not wf.scenes.folder.is_dir():

@@ -401,6 +401,8 @@ def monitor(
         typer.echo(f"busy: {exc}", err=True)
         raise typer.Exit(EXIT_BUSY) from None
     except GeosegError as exc:
+        if json_out:
+            typer.echo(json.dumps({"error": str(exc), "exit_code": EXIT_USAGE}))
         _fail(str(exc))
     typer.echo(json.dumps(summary.to_dict(), indent=2) if json_out else summary.line())
     raise typer.Exit(summary.exit_code)

@@ -148,6 +148,12 @@ def test_late_older_date_recomputes_only_its_steps(tmp_path):
     pairs = set(zip(ymd(layer["date_before"]), ymd(layer["date_after"]), strict=True))
     assert pairs == {(DATES[0], DATES[2]), (DATES[2], DATES[3])}
 
+    st = (scenes / NAIP[3].name).stat()  # the 2018 file is replaced (e.g. a reprocessed delivery)
+    os.utime(scenes / NAIP[3].name, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    redo = run_monitor(wf, notify=lambda m: None)
+    assert redo.new_dates == [DATES[3]] and redo.new_steps == [f"changes/{DATES[2]}_{DATES[3]}"]
+    assert (out / "runs" / DATES[0] / "run.json").stat().st_mtime_ns == kept[DATES[0]]
+
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
     end = time.monotonic() + timeout

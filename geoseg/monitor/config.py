@@ -200,7 +200,7 @@ def _resolve(raw: dict[str, Any], base: Path) -> None:
 
     def fix(d: Any, key: str) -> None:
         if isinstance(d, dict) and isinstance(d.get(key), str):
-            d[key] = str(base / d[key])
+            d[key] = str((base / d[key]).resolve())
 
     fix(raw, "out")
     fix(raw.get("aoi"), "file")

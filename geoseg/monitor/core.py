@@ -186,12 +186,15 @@ def _process_scenes(wf, out, state, refs, aoi, proc, summary, notify) -> None:
                 notify(f"{ref.key}: skipped: {exc}")
                 save_state(out, state)
                 continue
-            except (GeosegError, RasterioError, ValueError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - one scene's failure must not stop the others
+                # bad input (unreadable file, wrong bands, ...) is not retried until the file changes;
+                # anything else (disk full, a worker lost, a bug) is retried by the next call
+                bad_input = isinstance(exc, (GeosegError, RasterioError))
                 _drop_run(out, scenes, ref.key, run_rel)
-                reason = _one_line(exc)
-                scenes[ref.key] = record | {"status": "failed", "reason": reason}
+                reason = _one_line(exc) if bad_input else f"{type(exc).__name__}: {_one_line(exc)}"
+                scenes[ref.key] = record | {"status": "failed" if bad_input else "error", "reason": reason}
                 summary.failed[ref.key] = reason
-                notify(f"{ref.key}: failed: {reason}")
+                notify(f"{ref.key}: failed: {reason}" + ("" if bad_input else " (retried next call)"))
                 save_state(out, state)
                 continue
             _dirty(out, state)
@@ -264,7 +267,7 @@ def _process_steps(wf, out, state, summary, notify) -> None:
         notify(f"change {step['before']} -> {step['after']}")
         try:
             compute_change(before, after, out / rel, wf.change.mmu_m2, wf.change.grid)
-        except (GeosegError, RasterioError, ValueError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - recorded; the step is computed again next call
             reason = _one_line(exc)
             summary.failed[rel] = reason
             notify(f"{rel}: failed: {reason}")

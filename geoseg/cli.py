@@ -10,7 +10,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
-from geoseg.config import DEFAULT_LANDCOVER_MODEL, ClusterConfig, RunConfig
+from geoseg.config import DEFAULT_LANDCOVER_MODEL, DEFAULT_MMU_M2, ClusterConfig, RunConfig
 from geoseg.errors import GeosegError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Segment large GeoTIFF scenes with Dask.")
@@ -79,6 +79,9 @@ def run(
     confidence: Annotated[
         bool, typer.Option(help="also keep confidence.tif (winning-class probability x 255)")
     ] = False,
+    mmu: Annotated[
+        float, typer.Option(help="minimum mapping unit in m²: smaller regions merge into their surroundings")
+    ] = DEFAULT_MMU_M2,
 ) -> None:
     """Segment SCENE: landcover.tif (buildings.tif for building models), geoseg.gpkg, run.json in OUT."""
     try:
@@ -101,6 +104,7 @@ def run(
             date=date,
             date_pattern=date_pattern,
             confidence=confidence,
+            mmu_m2=mmu,
             cluster=ClusterConfig(
                 scheduler=scheduler,
                 workers=workers,

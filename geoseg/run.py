@@ -23,6 +23,7 @@ from geoseg.errors import ModelMismatchError
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import Scene, open_scene
 from geoseg.io.vector import write_layer, write_layer_styles
+from geoseg.mmu import BlockSiever, mmu_pixels, sieve_core
 from geoseg.models.meta import CheckpointMeta
 from geoseg.modelspec import resolve_model
 from geoseg.ov_predictor import runs_without_torch
@@ -30,7 +31,7 @@ from geoseg.pipeline import NODATA, BlockResult, execute, make_plan
 from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
 from geoseg.rundir import RUN_FILE, check_output, staging_dir
 from geoseg.styles import categorized_polygon_qml
-from geoseg.vectorize import SeamMerger, polygons_to_frame
+from geoseg.vectorize import SeamMerger, polygons_to_frame, vectorize_block
 from tiles import Window
 
 log = logging.getLogger("geoseg")
@@ -123,6 +124,8 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     crs_wkt = scene.geobox.crs.to_wkt()
     tags = {"GEOSEG_MODEL_SHA256": model_sha}
     seams = SeamMerger(*scene.shape)  # holds seam polygons only until their block rows are merged
+    mmu_px = mmu_pixels(cfg.mmu_m2, scene.gsd_m)
+    siever = BlockSiever(plan.blocks, *scene.shape, mmu_px) if mmu_px > 1 else None
 
     with staging_dir(cfg.out) as stage:
         gpkg = stage / GPKG
@@ -139,12 +142,26 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
             sink = _LandcoverSink(stage, gpkg, scene, meta, tags, cfg.confidence)
         bar = tqdm(total=len(plan.grid), unit="tile", desc=scene.path.name, disable=not cfg.progress)
 
-        def on_block(res: BlockResult) -> None:
+        def finished_block(res: BlockResult) -> None:
             sink.add_block(plan.blocks[res.index], res)
             merged = seams.add(res.polygons)
             sink.add_polygons(merged)
             if merged and not cluster.model_in_this_process:
                 release_free_memory()  # about once per block row: the blocks' results left the heap free
+
+        held: dict[int, BlockResult] = {}  # blocks waiting for their MMU halo
+        mmu_s = [0.0]
+
+        def on_block(res: BlockResult) -> None:
+            if siever is None:
+                return finished_block(res)
+            held[res.index] = res
+            for i in siever.add(res.index, res.labels):
+                mosaic, core = siever.window_of(i)
+                siever.done(i)
+                done = sieved_block(held.pop(i), mosaic, core, mmu_px, plan.blocks[i], scene)
+                mmu_s[0] += done.vectorize_s
+                finished_block(done)
 
         try:
             with cluster.client() as client:
@@ -188,6 +205,7 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
                 "work_grid": None if work is None else [int(work.shape.y), int(work.shape.x)],
                 "engines_used": sorted(timings.engines),
                 "fingerprint": fp,
+                "mmu_pixels": mmu_px,
             },
             model={"path": str(cfg.model), "sha256": model_sha, "metadata": meta.model_dump(mode="json")},
             timing=asdict(timings, dict_factory=lambda kv: {k: v for k, v in kv if k not in TIMING_EXTRA})
@@ -199,6 +217,7 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
                 if timings.first_batch_at is not None
                 else t_last_block - t_start,
                 "finish_s": time.perf_counter() - t_last_block,
+                "mmu_s": mmu_s[0],
             },
             started=started,
             finished=finished,
@@ -221,6 +240,27 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
 
 
 TIMING_EXTRA = ("first_batch_at", "engines")  # Timings fields that are not durations or counts
+
+
+def sieved_block(
+    res: BlockResult, mosaic, core: Window, mmu_px: float, block: Window, scene: Scene
+) -> BlockResult:
+    """``res`` with the minimum mapping unit applied (labels from its haloed window) and re-vectorized."""
+    t0 = time.perf_counter()
+    labels = sieve_core(mosaic, core, mmu_px, NODATA)
+    sh, sw = scene.shape
+    polys = vectorize_block(
+        labels,
+        block.transform(scene.geobox.affine),
+        nodata=NODATA,
+        block_row_off=block.row_off,
+        block_col_off=block.col_off,
+        scene_height=sh,
+        scene_width=sw,
+    )
+    res.labels, res.polygons = labels, polys
+    res.vectorize_s = time.perf_counter() - t0  # the client's time for the MMU (counted in geoseg:timing)
+    return res
 
 
 def _describe_assets(item, meta: CheckpointMeta, gsd_m: float) -> None:

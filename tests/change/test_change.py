@@ -372,3 +372,23 @@ def test_bad_pairs_are_refused_in_one_line(tmp_path, bad_pairs, case):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], res.stderr
     assert list(tmp_path.iterdir()) == []  # nothing left behind, not even a staging folder
+
+
+def test_masked_pixels_are_not_compared(tmp_path, naip_runs, naip_change):
+    """A per-date mask (e.g. clouds: nonzero = exclude) on its own grid removes exactly its pixels from
+    the comparison: no change there, and the compared area shrinks by its area."""
+    _, full = naip_change
+    with rasterio.open(NAIP_2020) as src:
+        profile = src.profile | {"count": 1, "dtype": "uint8", "nodata": None}
+        mask = np.zeros(src.shape, np.uint8)
+        mask[100:300, 200:500] = 1  # 200 x 300 pixels of the 2020 grid
+        with rasterio.open(tmp_path / "clouds.tif", "w", **profile) as dst:
+            dst.write(mask, 1)
+        cloud = shapely.box(
+            *rasterio.windows.bounds(rasterio.windows.Window(200, 100, 300, 200), src.transform)
+        )
+    s = change(*naip_runs, tmp_path / "masked", after_mask=tmp_path / "clouds.tif")
+    assert full.compared_m2 - s.compared_m2 == pytest.approx(cloud.area, rel=0.02)
+    lc = pyogrio.read_dataframe(tmp_path / "masked" / "change.gpkg", layer="landcover_change")
+    assert lc.intersection(cloud.buffer(-5)).area.sum() == 0
+    assert s.changed_m2 < full.changed_m2

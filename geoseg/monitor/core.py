@@ -191,6 +191,7 @@ def _process_scenes(wf, out, state, refs, aoi, proc, summary, notify) -> None:
                 # anything else (disk full, a worker lost, a bug) is retried by the next call
                 bad_input = isinstance(exc, (GeosegError, RasterioError))
                 _drop_run(out, scenes, ref.key, run_rel)
+                (out / "inputs" / f"{day}.tif").unlink(missing_ok=True)
                 reason = _one_line(exc) if bad_input else f"{type(exc).__name__}: {_one_line(exc)}"
                 scenes[ref.key] = record | {"status": "failed" if bad_input else "error", "reason": reason}
                 summary.failed[ref.key] = reason

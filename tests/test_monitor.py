@@ -126,7 +126,7 @@ def test_three_dates_then_a_fourth_then_nothing(tmp_path, reference):
     assert len(items) == 4 + 3
     run_items = sorted((i for i in items if not i.id.startswith("change")), key=lambda i: i.datetime)
     assert [i.datetime.date().isoformat() for i in run_items] == DATES[:4]  # STAC datetime = acquisition
-    with rasterio.open(out / "inputs" / f"{DATES[0]}.tif") as src:  # the AOI clip the run read
+    with rasterio.open(out / "inputs" / DATES[0] / f"{NAIP[0].stem}.tif") as src:  # the clip the run read
         assert src.bounds.left >= AOI[0] - 5 and src.bounds.right <= AOI[2] + 5
         assert src.width * src.height <= 302 * 302
 

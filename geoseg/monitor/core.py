@@ -3,7 +3,7 @@ valid date with the previous one (and optionally the first), and keep the histor
 
 Layout of the output folder::
 
-    inputs/<date>.tif          the scene clipped to the AOI, invalid pixels masked (what the run reads)
+    inputs/<date>/<scene>.tif  the scene clipped to the AOI, invalid pixels masked (what the run reads)
     runs/<date>/               a regular run folder per valid date (landcover.tif, geoseg.gpkg, run.json)
     changes/<d0>_<d1>/         change between consecutive valid dates (change.tif, change.gpkg, ...)
     changes_since_first/...    change from the first valid date (``change.against_first``)
@@ -170,10 +170,9 @@ def _process_scenes(wf, out, state, refs, aoi, proc, summary, notify) -> None:
             assert ref.date is not None
             day = ref.date.isoformat()
             run_rel = f"runs/{day}"
+            clip_rel = f"inputs/{day}/{ref.path.stem}.tif"  # the run's item id keeps the scene's name
             try:
-                clip = clip_scene(
-                    ref, aoi, out / "inputs" / f"{day}.tif", wf.bands, wf.masks, wf.min_clear_fraction
-                )
+                clip = clip_scene(ref, aoi, out / clip_rel, wf.bands, wf.masks, wf.min_clear_fraction)
                 notify(
                     f"{ref.key}: {day}: running on the AOI clip "
                     f"({clip.valid_pixels} valid pixels, {clip.clear_fraction:.0%} clear)"
@@ -191,7 +190,7 @@ def _process_scenes(wf, out, state, refs, aoi, proc, summary, notify) -> None:
                 # anything else (disk full, a worker lost, a bug) is retried by the next call
                 bad_input = isinstance(exc, (GeosegError, RasterioError))
                 _drop_run(out, scenes, ref.key, run_rel)
-                (out / "inputs" / f"{day}.tif").unlink(missing_ok=True)
+                shutil.rmtree(out / "inputs" / day, ignore_errors=True)
                 reason = _one_line(exc) if bad_input else f"{type(exc).__name__}: {_one_line(exc)}"
                 scenes[ref.key] = record | {"status": "failed" if bad_input else "error", "reason": reason}
                 summary.failed[ref.key] = reason
@@ -212,7 +211,7 @@ def _drop_run(out: Path, scenes: dict, key: str, run_rel: str) -> None:
     prev = scenes.get(key)
     if prev is not None and prev.get("status") == "done":
         shutil.rmtree(out / run_rel, ignore_errors=True)
-        (out / "inputs" / f"{prev['date']}.tif").unlink(missing_ok=True)
+        shutil.rmtree(out / "inputs" / prev["date"], ignore_errors=True)
 
 
 def _valid_dates(state: dict) -> list[tuple[dt.date, str, str]]:

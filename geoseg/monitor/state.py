@@ -78,7 +78,8 @@ def save_state(out: Path, state: dict[str, Any]) -> None:
 def remove_partials(out: Path) -> int:
     """Remove staging folders / temporary files left by a killed call (the lock is held)."""
     n = 0
-    for folder in (out, out / "runs", out / "changes", out / "changes_since_first", out / "inputs"):
+    inputs = sorted(p for p in (out / "inputs").glob("*") if p.is_dir())
+    for folder in (out, out / "runs", out / "changes", out / "changes_since_first", out / "inputs", *inputs):
         if not folder.is_dir():
             continue
         for p in folder.iterdir():

@@ -48,6 +48,8 @@ CHANGE_TIF = "change.tif"
 CHANGE_GPKG = "change.gpkg"
 CHANGE_JSON = "change.json"
 TRANSITIONS_CSV = "transitions.csv"
+GDAL_CACHE_MB = 256
+POLYGONS_PER_WRITE = 8000  # landcover_change polygons per GeoPackage append
 MISREG_MAX_PX = 1024  # side of the central window used for the misregistration estimate
 
 
@@ -214,17 +216,37 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
         return idx_of[np.clip(raw, 0, 255)]
 
     timings: dict[str, float] = {}
-    with staging_dir(cfg.out) as stage:
+    # GDAL's block cache (default 5 % of RAM) would otherwise grow with the scene through the warped reads
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), staging_dir(cfg.out) as stage:
         t = time.perf_counter()
         tmp = stage / ".change-pass1.tif"
         merger = SeamMerger(h, w)
-        small: list = []  # regions below the MMU (burnt to 0 in pass 2)
-        kept: list = []
+        small: list = []  # seam-merged regions below the MMU (burnt to 0 in pass 2)
+        kept: list = []  # final regions not written yet
         gpkg = stage / CHANGE_GPKG
         n_written = 0
 
+        def write_kept(force: bool = False) -> None:
+            """Append the held polygons to ``landcover_change`` (thousands per GeoPackage transaction)."""
+            nonlocal n_written, kept
+            held = sum(len(f) for f in kept)
+            if held < POLYGONS_PER_WRITE and not (force and (held or n_written == 0)):
+                return
+            frame = (
+                pd.concat(kept, ignore_index=True)
+                if kept
+                else polygons_to_frame([], names, crs_wkt, value_field="code")
+            )
+            write_layer(
+                _change_frame(frame, transitions, before, after, crs_wkt),
+                gpkg,
+                "landcover_change",
+                append=n_written > 0,
+            )
+            n_written += len(frame)
+            kept = []
+
         def collect(polys) -> None:
-            nonlocal n_written
             if not polys:
                 return
             frame = polygons_to_frame(polys, names, crs_wkt, value_field="code")
@@ -232,6 +254,7 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
             small.extend(frame.geometry.to_numpy()[~big].tolist())
             if big.any():
                 kept.append(frame[big])
+                write_kept()
 
         with (
             Aligned(target) as al,
@@ -333,27 +356,7 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
 
         # layers
         t = time.perf_counter()
-        frame = (
-            pd.concat(kept, ignore_index=True)
-            if kept
-            else polygons_to_frame([], names, crs_wkt, value_field="code")
-        )
-        codes = frame["code"].to_numpy()
-        lc = gpd.GeoDataFrame(
-            {
-                "code": codes.astype(np.int32),
-                "from_class": [transitions[int(c)][0].name for c in codes],
-                "to_class": [transitions[int(c)][1].name for c in codes],
-                "from_id": np.array([transitions[int(c)][0].id for c in codes], np.int32),
-                "to_id": np.array([transitions[int(c)][1].id for c in codes], np.int32),
-                "area_m2": frame["area_m2"].to_numpy(),
-                "date_before": before.date.isoformat(),
-                "date_after": after.date.isoformat(),
-            },
-            geometry=frame.geometry.to_numpy(),
-            crs=crs_wkt,
-        )
-        write_layer(lc, gpkg, "landcover_change")
+        write_kept(force=True)
         write_layer_styles(
             gpkg,
             "landcover_change",
@@ -381,7 +384,7 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
             overlap_m2=overlap_m2,
             compared_m2=compared_px * pixel_area,
             changed_m2=changed_px * pixel_area,
-            regions=len(lc),
+            regions=n_written,
             grid=which,
             misregistration_m=None if misreg is None else misreg["shift_m"],
             buildings=building_counts,
@@ -407,6 +410,25 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
         )
         write_item(item, stage / CHANGE_JSON)
     return summary
+
+
+def _change_frame(frame, transitions, before: RunInfo, after: RunInfo, crs_wkt: str) -> gpd.GeoDataFrame:
+    """The ``landcover_change`` attributes of polygons with a transition ``code``."""
+    codes = frame["code"].to_numpy()
+    return gpd.GeoDataFrame(
+        {
+            "code": codes.astype(np.int32),
+            "from_class": [transitions[int(c)][0].name for c in codes],
+            "to_class": [transitions[int(c)][1].name for c in codes],
+            "from_id": np.array([transitions[int(c)][0].id for c in codes], np.int32),
+            "to_id": np.array([transitions[int(c)][1].id for c in codes], np.int32),
+            "area_m2": frame["area_m2"].to_numpy(),
+            "date_before": before.date.isoformat(),
+            "date_after": after.date.isoformat(),
+        },
+        geometry=frame.geometry.to_numpy(),
+        crs=crs_wkt,
+    )
 
 
 def _sieve_interior(code: np.ndarray, win: Window, h: int, w: int, mmu_px: float) -> None:

@@ -28,7 +28,7 @@ from scipy import ndimage
 from geoseg.change import DEFAULT_CHANGE_MMU_M2, ChangeConfig, run_change
 from geoseg.change.runs import ClassDef, write_run_folder
 
-from ..conftest import KAMPALA, KAMPALA_BUILDINGS, crop_geotiff
+from ..conftest import KAMPALA, KAMPALA_BUILDINGS, crop_geotiff, needs_qgis, open_in_qgis
 from .conftest import CLASSES, NAIP_2009, NAIP_2020, baseline_run, classify, shifted_copy
 
 QUIET = {"progress": False}
@@ -392,3 +392,46 @@ def test_masked_pixels_are_not_compared(tmp_path, naip_runs, naip_change):
     lc = pyogrio.read_dataframe(tmp_path / "masked" / "change.gpkg", layer="landcover_change")
     assert lc.intersection(cloud.buffer(-5)).area.sum() == 0
     assert s.changed_m2 < full.changed_m2
+
+
+@needs_qgis
+def test_change_outputs_open_styled_in_qgis(naip_change, tmp_path):
+    out, _ = naip_change
+    infos, png = open_in_qgis(out, tmp_path)
+    raster = next(i for i in infos if i["layer"] == "change.tif")
+    assert raster["valid"] and raster["renderer"] == "paletted"
+    layer = next(i for i in infos if i["layer"] == "landcover_change")
+    assert layer["styled"] and layer["renderer"] == "categorizedSymbol" and layer["features"] > 0
+    assert {i["layer"] for i in infos if i.get("table")} == {"transitions", "class_net_change"}
+
+
+def test_scenes_are_run_first_with_the_same_model(tmp_path):
+    """BEFORE/AFTER given as scenes: both run with the bundled model into ``<out>.runs/``, then compared."""
+    from ..conftest import LANDCOVER_MODEL
+
+    a = crop_geotiff(NAIP_2009, tmp_path / "m_4709963_se_14_1_20090818.tif", 200, 200, 160, 200)
+    b = crop_geotiff(NAIP_2020, tmp_path / "m_4709963_se_14_1_20200831.tif", 200, 200, 160, 200)
+    out = tmp_path / "chg"
+    res = geoseg(
+        "change",
+        str(a),
+        str(b),
+        "--out",
+        str(out),
+        "--model",
+        str(LANDCOVER_MODEL),
+        "--bands",
+        "1,2,3",
+        "--no-resample",
+        "--no-progress",
+    )
+    assert res.returncode == 0, res.stderr
+    runs = sorted(p.name for p in (tmp_path / "chg.runs").iterdir())
+    assert runs == [a.stem, b.stem]
+    item = json.loads((out / "change.json").read_text())
+    assert item["properties"]["geoseg:dates"] == {"before": "2009-08-18", "after": "2020-08-31"}
+    assert (
+        item["properties"]["geoseg:runs"]["before"]["model"]
+        == item["properties"]["geoseg:runs"]["after"]["model"]
+    )
+    assert "m² changed of" in res.stdout

@@ -44,6 +44,7 @@ class BuildingOutputs:
     """Collects building polygons block by block, then writes ``buildings.tif`` and the scores."""
 
     wants_confidence = True  # block results must carry the winning-class probability
+    keep_confidence: Path | None = None  # where to keep the probabilities as a COG (geoseg run --confidence)
 
     def __init__(
         self,
@@ -170,6 +171,16 @@ class BuildingOutputs:
     def finish(self) -> None:
         """Rasterize the ids block by block into ``buildings.tif``."""
         self._confidence.close()
+        if self.keep_confidence is not None:
+            import rasterio.shutil
+
+            rasterio.shutil.copy(
+                self._confidence_path,
+                self.keep_confidence,
+                driver="COG",
+                compress="deflate",
+                overview_resampling="average",
+            )
         self._confidence_path.unlink()
         write_layer_styles(self.gpkg, LAYER, outline_polygon_qml("#E3342F"), LAYER)
         h, w = int(self.geobox.shape.y), int(self.geobox.shape.x)
@@ -206,10 +217,18 @@ class BuildingOutputs:
         )
 
     def assets(self) -> dict:
-        return {
+        out = {
             "buildings": (f"./{RASTER}", COG_MEDIA, ["data"], "Building ids (0 = none)"),
             "vectors": (f"./{self.gpkg.name}", GPKG_MEDIA, ["data"], "Building footprints"),
         }
+        if self.keep_confidence is not None:
+            out["confidence"] = (
+                f"./{self.keep_confidence.name}",
+                COG_MEDIA,
+                ["data"],
+                "Winning-class probability x 255",
+            )
+        return out
 
     def abort(self) -> None:
         if not self._confidence.closed:

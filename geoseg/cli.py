@@ -10,7 +10,13 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
-from geoseg.config import DEFAULT_BUILDINGS_MODEL, DEFAULT_LANDCOVER_MODEL, ClusterConfig, RunConfig
+from geoseg.config import (
+    DEFAULT_BUILDINGS_MODEL,
+    DEFAULT_LANDCOVER_MODEL,
+    DEFAULT_MMU_M2,
+    ClusterConfig,
+    RunConfig,
+)
 from geoseg.errors import GeosegError
 from geoseg.precision import PRECISIONS
 
@@ -84,6 +90,18 @@ def run(
     scheduler: Annotated[str | None, typer.Option(help="existing Dask scheduler address")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    date: Annotated[
+        str | None, typer.Option(help="acquisition date YYYY-MM-DD (default: scene tags, else file name)")
+    ] = None,
+    date_pattern: Annotated[
+        str | None, typer.Option(help="regex for the date in the file name (groups year, month, day)")
+    ] = None,
+    confidence: Annotated[
+        bool, typer.Option(help="also keep confidence.tif (winning-class probability x 255)")
+    ] = False,
+    mmu: Annotated[
+        float, typer.Option(help="minimum mapping unit in m²: smaller regions merge into their surroundings")
+    ] = DEFAULT_MMU_M2,
 ) -> None:
     """Segment SCENE: landcover.tif (buildings.tif for building models), geoseg.gpkg, run.json in OUT."""
     try:
@@ -105,6 +123,10 @@ def run(
             precision=precision,
             overwrite=overwrite,
             progress=progress,
+            date=date,
+            date_pattern=date_pattern,
+            confidence=confidence,
+            mmu_m2=mmu,
             cluster=ClusterConfig(
                 scheduler=scheduler,
                 workers=workers,
@@ -495,6 +517,39 @@ def areas(
         )
     except GeosegError as exc:
         _fail(str(exc))
+EXIT_BUSY = 75  # sysexits EX_TEMPFAIL: another monitor call holds the lock; try again later
+
+
+@app.command()
+def monitor(
+    file: Annotated[Path, typer.Argument(help="monitoring workflow YAML (workflows/naip_north_dakota.yaml)")],
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable summary on stdout")] = False,
+    wait: Annotated[bool, typer.Option(help="wait for a running call on the same output folder")] = False,
+) -> None:
+    """Process new scenes of a monitoring workflow: runs clipped to the AOI, change against the previous
+    date, history.gpkg, timeseries.csv/png, catalog.json. Exit 0 ok / nothing new, 1 some scenes failed,
+    2 bad workflow, 75 another call is running."""
+    import json
+    import signal
+
+    from geoseg.monitor import MonitorBusyError, load_monitor_workflow, run_monitor
+
+    # SIGTERM (systemd stop, orchestrator timeout) unwinds like Ctrl-C: staging folders are removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        wf = load_monitor_workflow(file)
+        summary = run_monitor(wf, notify=lambda m: typer.echo(m, err=True), wait=wait)
+    except MonitorBusyError as exc:
+        if json_out:
+            typer.echo(json.dumps({"busy": True, "message": str(exc), "exit_code": EXIT_BUSY}))
+        typer.echo(f"busy: {exc}", err=True)
+        raise typer.Exit(EXIT_BUSY) from None
+    except GeosegError as exc:
+        if json_out:
+            typer.echo(json.dumps({"error": str(exc), "exit_code": EXIT_USAGE}))
+        _fail(str(exc))
+    typer.echo(json.dumps(summary.to_dict(), indent=2) if json_out else summary.line())
+    raise typer.Exit(summary.exit_code)
 
 
 # commands that run the model in their own process: they start with the allocator settings
@@ -514,3 +569,62 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@app.command()
+def change(
+    before: Annotated[Path, typer.Argument(help="run folder (or scene) of the earlier date")],
+    after: Annotated[Path, typer.Argument(help="run folder (or scene) of the later date")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    grid: Annotated[
+        str, typer.Option(help="finer, before or after: the grid both dates are put on")
+    ] = "finer",
+    mmu: Annotated[
+        float | None, typer.Option(help="minimum mapping unit of change regions in m² (default 100)")
+    ] = None,
+    min_confidence: Annotated[
+        float | None, typer.Option(help="ignore change where either run's confidence is below this (0-1)")
+    ] = None,
+    before_mask: Annotated[Path | None, typer.Option(help="raster; nonzero = exclude (e.g. clouds)")] = None,
+    after_mask: Annotated[Path | None, typer.Option(help="raster; nonzero = exclude (e.g. clouds)")] = None,
+    model: Annotated[Path | None, typer.Option(help="checkpoint for scenes given as BEFORE/AFTER")] = None,
+    bands: Annotated[
+        str | None, typer.Option(help="bands of scenes given as BEFORE/AFTER, e.g. 1,2,3")
+    ] = None,
+    resample: Annotated[bool, typer.Option(help="resample scenes whose GSD differs from the model's")] = True,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
+    progress: Annotated[bool, typer.Option(help="show progress")] = True,
+) -> None:
+    """Change between two dates: change.tif, change.gpkg, transitions.csv, change.json in OUT."""
+    from geoseg.change import ChangeConfig, run_change
+
+    try:
+        cfg = ChangeConfig(
+            before=before,
+            after=after,
+            out=out,
+            grid=grid,
+            min_confidence=min_confidence,
+            before_mask=before_mask,
+            after_mask=after_mask,
+            model=model,
+            bands=_parse_bands(bands),
+            resample=resample,
+            overwrite=overwrite,
+            progress=progress,
+            **({} if mmu is None else {"mmu_m2": mmu}),
+        )
+    except ValidationError as exc:
+        _config_error(exc)
+    try:
+        s = run_change(cfg, notify=lambda m: typer.echo(m, err=True))
+    except GeosegError as exc:
+        _fail(str(exc))
+    if not s.skipped:
+        extra = "".join(
+            f", {v} buildings {k}" for k, v in s.buildings.items() if k in ("new", "removed", "changed")
+        )
+        typer.echo(
+            f"{s.out}: {s.changed_m2:,.0f} m² changed of {s.compared_m2:,.0f} m² compared "
+            f"({s.regions} change regions{extra}) in {s.seconds:.1f} s"
+        )

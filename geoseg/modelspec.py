@@ -95,7 +95,7 @@ def baseline_bands(
     return find_roles(scene.path, roles, used, b.name), used
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # keywords: ModelTask's own fields may grow
 class BaselineTask(ModelTask):
     """A worker's baseline: its name (in ``checkpoint``), the roles of the bands read, the scene's GSD."""
 

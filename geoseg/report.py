@@ -108,6 +108,7 @@ def build_run_item(
     started: dt.datetime,
     finished: dt.datetime,
     out_dir: str | os.PathLike[str] | None = None,
+    acquired: dt.date | None | bool = False,
 ) -> pystac.Item:
     """STAC Item of one run: footprint of the scene in EPSG:4326, projection of the scene grid, outputs.
 
@@ -116,6 +117,11 @@ def build_run_item(
     "./landcover.tif". The scene itself becomes the asset
     "source" (role "source", absolute href). ``datetime`` is ``finished`` in UTC; ``start_datetime`` and
     ``end_datetime`` span the run.
+
+    With ``acquired`` (a date, or None when the acquisition date is unknown) the Item describes the imagery's
+    time instead: ``datetime`` is the acquisition date (or null, with ``start_datetime``/``end_datetime``
+    both the processing time as STAC requires), the run's span goes to ``geoseg:processed``, and the
+    source href is relative to ``out_dir`` too.
     """
     crs = CRS.from_user_input(scene_crs)
     h, w = (int(v) for v in scene_shape)
@@ -145,6 +151,18 @@ def build_run_item(
             "geoseg:versions": versions,
         },
     )
+    if acquired is not False:
+        processed = {k: item.properties.pop(k) for k in ("start_datetime", "end_datetime")}
+        item.properties["geoseg:processed"] = {
+            "started": processed["start_datetime"],
+            "finished": processed["end_datetime"],
+        }
+        item.properties["geoseg:acquisition_date"] = acquired.isoformat() if acquired else None
+        if acquired:
+            item.datetime = dt.datetime(acquired.year, acquired.month, acquired.day, tzinfo=dt.timezone.utc)
+        else:
+            item.datetime = None
+            item.properties["start_datetime"] = item.properties["end_datetime"] = processed["end_datetime"]
     item.stac_extensions.append(PROCESSING_SCHEMA)
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     authority = crs.to_authority()
@@ -164,7 +182,9 @@ def build_run_item(
     item.add_asset(
         "source",
         pystac.Asset(
-            href=Path(scene_path).resolve().as_posix(),
+            href=_href(Path(scene_path).resolve(), out)
+            if acquired is not False and out
+            else Path(scene_path).resolve().as_posix(),
             media_type=pystac.MediaType.GEOTIFF,
             roles=["source"],
             title="input scene",

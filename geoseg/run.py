@@ -14,13 +14,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from geoseg.allocator import release_free_memory
+from geoseg.classmeta import add_class_extensions, write_category_sidecar
 from geoseg.cluster import ClusterStart
 from geoseg.compat import work_grid
 from geoseg.config import RunConfig, check_overlap
+from geoseg.dates import acquisition_date
 from geoseg.errors import ModelMismatchError
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import Scene, open_scene
 from geoseg.io.vector import write_layer, write_layer_styles
+from geoseg.mmu import BlockSiever, mmu_pixels, sieve_core
 from geoseg.models.meta import CheckpointMeta
 from geoseg.modelspec import resolve_model
 from geoseg.ov_predictor import runs_without_torch
@@ -28,12 +31,13 @@ from geoseg.pipeline import NODATA, BlockResult, execute, make_plan
 from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
 from geoseg.rundir import RUN_FILE, check_output, staging_dir
 from geoseg.styles import categorized_polygon_qml
-from geoseg.vectorize import SeamMerger, polygons_to_frame
+from geoseg.vectorize import SeamMerger, polygons_to_frame, vectorize_block
 from tiles import Window
 
 log = logging.getLogger("geoseg")
 
 LANDCOVER_TIF = "landcover.tif"
+CONFIDENCE_TIF = "confidence.tif"
 # final polygons per GeoPackage append (one transaction each). 32,000 cut the writes of the 8192² scene's
 # 68,481 polygons by 16 % offline, but held 70-90 MB more in the client at 16384² for no wall-time gain
 # there (148.9-152.4 s with 8,000, 149.8 s with 32,000)
@@ -106,6 +110,13 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     work, notice = work_grid(scene, meta, cfg.resample)
     if notice:
         notify(f"note: {notice}")
+    acquired, date_source = acquisition_date(cfg.scene, cfg.date, cfg.date_pattern)
+    if acquired is None:
+        notify(
+            f"note: {cfg.scene.name}: no acquisition date in its metadata or file name; run.json's STAC "
+            "datetime is null (start/end_datetime = processing time) and geoseg change will refuse it; "
+            "pass --date YYYY-MM-DD"
+        )
     model_sha = resolved.sha256
     fp = fingerprint(cfg, model_sha)
     if check_output(cfg.out, fp, cfg.overwrite):
@@ -122,6 +133,8 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     crs_wkt = scene.geobox.crs.to_wkt()
     tags = {"GEOSEG_MODEL_SHA256": model_sha}
     seams = SeamMerger(*scene.shape)  # holds seam polygons only until their block rows are merged
+    mmu_px = mmu_pixels(cfg.mmu_m2, scene.gsd_m)
+    siever = BlockSiever(plan.blocks, *scene.shape, mmu_px) if mmu_px > 1 else None
 
     with staging_dir(cfg.out) as stage:
         gpkg = stage / GPKG
@@ -132,16 +145,32 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
             sink: _Sink = BuildingOutputs(
                 stage, gpkg, scene.geobox, scene.gsd_m, building_id, tags, plan.blocks
             )
+            if cfg.confidence:
+                sink.keep_confidence = stage / CONFIDENCE_TIF
         else:
-            sink = _LandcoverSink(stage, gpkg, scene, meta, tags)
+            sink = _LandcoverSink(stage, gpkg, scene, meta, tags, cfg.confidence)
         bar = tqdm(total=len(plan.grid), unit="tile", desc=scene.path.name, disable=not cfg.progress)
 
-        def on_block(res: BlockResult) -> None:
+        def finished_block(res: BlockResult) -> None:
             sink.add_block(plan.blocks[res.index], res)
             merged = seams.add(res.polygons)
             sink.add_polygons(merged)
             if merged and not cluster.model_in_this_process:
                 release_free_memory()  # about once per block row: the blocks' results left the heap free
+
+        held: dict[int, BlockResult] = {}  # blocks waiting for their MMU halo
+        mmu_s = [0.0]
+
+        def on_block(res: BlockResult) -> None:
+            if siever is None:
+                return finished_block(res)
+            held[res.index] = res
+            for i in siever.add(res.index, res.labels):
+                mosaic, core = siever.window_of(i)
+                siever.done(i)
+                done = sieved_block(held.pop(i), mosaic, core, mmu_px, plan.blocks[i], scene)
+                mmu_s[0] += done.vectorize_s
+                finished_block(done)
 
         try:
             with cluster.client() as client:
@@ -172,7 +201,7 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
         finished = datetime.now(timezone.utc)
         total = time.perf_counter() - t_start
         item = build_run_item(
-            item_id=f"{scene.path.stem}-{meta.task}",
+            item_id=f"{scene.path.stem}-{acquired or 'undated'}-{meta.task}-{fp[:8]}",
             scene_path=scene.path,
             scene_crs=crs_wkt,
             scene_bounds=tuple(scene.geobox.extent.boundingbox),
@@ -185,6 +214,7 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
                 "work_grid": None if work is None else [int(work.shape.y), int(work.shape.x)],
                 **timings.inference_record(),
                 "fingerprint": fp,
+                "mmu_pixels": mmu_px,
             },
             model={"path": str(cfg.model), "sha256": model_sha, "metadata": meta.model_dump(mode="json")},
             timing=timings.durations()
@@ -196,11 +226,16 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
                 if timings.first_batch_at is not None
                 else t_last_block - t_start,
                 "finish_s": time.perf_counter() - t_last_block,
+                "mmu_s": mmu_s[0],
             },
             started=started,
             finished=finished,
+            out_dir=cfg.out.resolve(),
+            acquired=acquired,
         )
         item.properties["geoseg:fingerprint"] = fp
+        item.properties["geoseg:date_source"] = date_source
+        _describe_assets(item, meta, scene.gsd_m)
         write_item(item, stage / RUN_FILE)
     return RunSummary(
         out=cfg.out,
@@ -213,6 +248,38 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     )
 
 
+
+
+def sieved_block(
+    res: BlockResult, mosaic, core: Window, mmu_px: float, block: Window, scene: Scene
+) -> BlockResult:
+    """``res`` with the minimum mapping unit applied (labels from its haloed window) and re-vectorized."""
+    t0 = time.perf_counter()
+    labels = sieve_core(mosaic, core, mmu_px, NODATA)
+    sh, sw = scene.shape
+    polys = vectorize_block(
+        labels,
+        block.transform(scene.geobox.affine),
+        nodata=NODATA,
+        block_row_off=block.row_off,
+        block_col_off=block.col_off,
+        scene_height=sh,
+        scene_width=sw,
+    )
+    res.labels, res.polygons = labels, polys
+    res.vectorize_s = time.perf_counter() - t0  # the client's time for the MMU (counted in geoseg:timing)
+    return res
+
+
+def _describe_assets(item, meta: CheckpointMeta, gsd_m: float) -> None:
+    """STAC classification + raster band info of the run's rasters."""
+    classes = [(c.id, c.name, c.color) for c in meta.classes]
+    if "landcover" in item.assets:
+        add_class_extensions(item, "landcover", classes, "uint8", NODATA, gsd_m)
+    if "buildings" in item.assets:
+        add_class_extensions(item, "buildings", None, "uint32", 0, gsd_m)
+    if "confidence" in item.assets:
+        add_class_extensions(item, "confidence", None, "uint8", None, gsd_m)
 
 
 class _Sink:
@@ -233,7 +300,15 @@ class _Sink:
 class _LandcoverSink(_Sink):
     """landcover.tif (class ids, colour table) + the ``landcover`` layer with every class's polygons."""
 
-    def __init__(self, stage: Path, gpkg: Path, scene: Scene, meta: CheckpointMeta, tags: dict) -> None:
+    def __init__(
+        self,
+        stage: Path,
+        gpkg: Path,
+        scene: Scene,
+        meta: CheckpointMeta,
+        tags: dict,
+        confidence: bool = False,
+    ) -> None:
         h, w = scene.shape
         self.gpkg = gpkg
         self.meta = meta
@@ -253,9 +328,28 @@ class _LandcoverSink(_Sink):
             class_names=self.names,
             tags=tags,
         )
+        self.wants_confidence = confidence
+        self.conf_writer = (
+            BlockCOGWriter(
+                stage / CONFIDENCE_TIF,
+                crs=self.crs_wkt,
+                transform=scene.geobox.affine,
+                width=w,
+                height=h,
+                dtype="uint8",
+                nodata=None,
+                tags=tags,
+                overview_resampling="average",
+                band_description="confidence (winning-class probability x 255)",
+            )
+            if confidence
+            else None
+        )
 
     def add_block(self, block: Window, res: BlockResult) -> None:
         self.writer.write(block.row_off, block.col_off, res.labels)
+        if self.conf_writer is not None and res.confidence is not None:
+            self.conf_writer.write(block.row_off, block.col_off, res.confidence)
         self.add_polygons(res.polygons.interior)
 
     def add_polygons(self, polys: list) -> None:
@@ -281,6 +375,9 @@ class _LandcoverSink(_Sink):
         if self.raster_done is not None:
             self.raster_done.result()
         self.writer.close()  # no-op once closed
+        if self.conf_writer is not None:
+            self.conf_writer.close()
+        write_category_sidecar(self.writer.path, [(c.id, c.name, c.color) for c in self.meta.classes])
         qml = categorized_polygon_qml("class_id", [(c.id, c.name, c.color) for c in self.meta.classes])
         write_layer_styles(self.gpkg, "landcover", qml, "landcover")
 
@@ -288,9 +385,19 @@ class _LandcoverSink(_Sink):
         if self.raster_done is not None:
             wait([self.raster_done])  # the staging folder, COG included, is removed by the caller
         self.writer.abort()
+        if self.conf_writer is not None:
+            self.conf_writer.abort()
 
     def assets(self) -> dict:
-        return {
+        out = {
             "landcover": (f"./{LANDCOVER_TIF}", COG_MEDIA, ["data", "classification"], "Land-cover classes"),
             "vectors": (f"./{GPKG}", GPKG_MEDIA, ["data"], "Land-cover polygons"),
         }
+        if self.conf_writer is not None:
+            out["confidence"] = (
+                f"./{CONFIDENCE_TIF}",
+                COG_MEDIA,
+                ["data"],
+                "Winning-class probability x 255",
+            )
+        return out

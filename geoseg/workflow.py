@@ -48,6 +48,8 @@ def load_workflow(path: str | Path) -> tuple[Workflow, list[RunConfig]]:
         raise WorkflowError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise WorkflowError(f"{path}: expected a mapping with name, out_root and scenes")
+    if "aoi" in raw:
+        raise WorkflowError(f"{path}: a monitoring workflow (it has an aoi); run it with geoseg monitor")
     base = path.resolve().parent
     for key in ("out_root",):
         if key in raw:

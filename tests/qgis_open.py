@@ -34,11 +34,17 @@ for tif in sorted(out.glob("*.tif")):
     ok &= info["valid"] and info["crs"]
     layers.append(lyr)
     print(json.dumps(info))
-gpkg = out / "geoseg.gpkg"
+gpkg = next(iter(sorted(out.glob("*.gpkg"))), out / "geoseg.gpkg")  # geoseg.gpkg, or change.gpkg
 whole = QgsVectorLayer(str(gpkg), "all", "ogr")
 names = [sub.split("!!::!!")[1] for sub in whole.dataProvider().subLayers()]
 for name in [n for n in names if n != "layer_styles"]:
     vec = QgsVectorLayer(f"{gpkg}|layername={name}", name, "ogr")
+    if not vec.isSpatial():  # attribute tables (e.g. change.gpkg's transitions): valid, no style needed
+        print(
+            json.dumps({"layer": name, "valid": vec.isValid(), "table": True, "features": vec.featureCount()})
+        )
+        ok &= vec.isValid()
+        continue
     _, styled = vec.loadDefaultStyle()
     info = {
         "layer": name,

@@ -25,7 +25,13 @@ def test_cli_runs_end_to_end(tmp_path, kampala_crop):
     )
     assert res.returncode == 0, res.stderr
     # without --model: both bundled products from one read
-    assert {p.name for p in out.iterdir()} == {"landcover.tif", "buildings.tif", "geoseg.gpkg", "run.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "landcover.tif",
+        "landcover.tif.aux.xml",  # class names as GDAL categories
+        "buildings.tif",
+        "geoseg.gpkg",
+        "run.json",
+    }
     assert "tile" in res.stderr  # the progress bar counts tiles
     with rasterio.open(kampala_crop) as src, rasterio.open(out / "landcover.tif") as lc:
         assert (lc.crs, lc.transform, lc.shape) == (src.crs, src.transform, src.shape)

@@ -375,7 +375,7 @@ def test_baseline_worker_path_imports_no_torch():
         "from geoseg.modelspec import BaselineTask\n"
         "from geoseg.pipeline import model_predictor\n"
         "t = BaselineTask('baseline:landcover', 'cpu', 1, (1, 2, 3, 4, 5), 'auto', False,"
-        " ('red', 'green', 'blue', 'nir'), 5.0)\n"
+        " band_roles=('red', 'green', 'blue', 'nir'), gsd_m=5.0)\n"
         f"src = rasterio.open({str(NAIP)!r})\n"
         "x = src.read(window=((0, 128), (0, 128)))[None]\n"
         "out, _ = model_predictor(t).predict_timed(x, np.ones((1, 128, 128), bool))\n"

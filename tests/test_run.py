@@ -122,7 +122,9 @@ def test_tiled_prediction_equals_whole_image(tmp_path, kampala_15cm, dask_cluste
     """Seam-free stitching: at the model's own tile overlap, the tiled run (9 tiles) agrees with one
     forward pass over the whole scene on >= 99.9 % of pixels."""
     out = tmp_path / "tiled"
-    summary = run_scene(config(kampala_15cm, out, dask_cluster, resample=False), notify=lambda m: None)
+    summary = run_scene(
+        config(kampala_15cm, out, dask_cluster, resample=False, mmu_m2=0), notify=lambda m: None
+    )
     assert summary.tiles == 9
     ckpt = load_checkpoint(LANDCOVER_MODEL)
     predictor = Predictor(ckpt, torch.device("cpu"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from geoseg.errors import GeosegError
 from geoseg.run import run_scene
@@ -45,5 +46,12 @@ def test_invalid_workflow_names_file_and_problem(tmp_path, text, message):
 
 def test_bundled_workflows_point_at_real_files():
     for path in sorted((ROOT / "workflows").glob("*.yaml")):
+        if "aoi" in yaml.safe_load(path.read_text()):  # a geoseg monitor workflow (tests/test_monitor.py)
+            from geoseg.monitor import load_monitor_workflow
+            from geoseg.monitor.scenes import discover
+
+            refs = discover(load_monitor_workflow(path).scenes)
+            assert len(refs) == 5 and all(r.path.is_file() and r.problem is None for r in refs), path
+            continue
         _, runs = load_workflow(path)
         assert runs and all(r.scene.is_file() and r.model.is_file() for r in runs), path

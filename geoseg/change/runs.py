@@ -1,0 +1,227 @@
+"""The two dates of a comparison: finished ``geoseg run`` folders, read through their run.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import rasterio
+from odc.geo.geobox import GeoBox
+
+from geoseg.change.errors import ChangeInputError
+from geoseg.rundir import RUN_FILE
+
+
+@dataclass(frozen=True)
+class ClassDef:
+    id: int
+    name: str
+    color: str
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a comparison needs from one finished run folder."""
+
+    folder: Path
+    item: dict
+    date: dt.date
+    task: str  # landcover | buildings
+    classes: tuple[ClassDef, ...]
+    model_id: str  # checkpoint sha256 (or name of a model-free baseline)
+    raster: Path  # landcover.tif (class ids) or buildings.tif (building ids)
+    confidence: Path | None
+    source: Path | None  # the scene, when it is still where run.json says
+    gpkg: Path | None
+    geobox: GeoBox
+
+    @property
+    def item_id(self) -> str:
+        return str(self.item.get("id"))
+
+    @property
+    def building_class(self) -> int | None:
+        return next((c.id for c in self.classes if c.name == "building"), None)
+
+
+def _asset_path(folder: Path, item: dict, key: str) -> Path | None:
+    asset = item.get("assets", {}).get(key)
+    if not asset or not asset.get("href"):
+        return None
+    p = Path(asset["href"])
+    return p if p.is_absolute() else (folder / p).resolve()
+
+
+def _date(item: dict) -> dt.date | None:
+    props = item.get("properties", {})
+    value = props.get("geoseg:acquisition_date")
+    if value is None and "geoseg:processed" not in props:  # older run.json: datetime was processing time
+        return None
+    value = value or props.get("datetime")
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def load_run(folder: Path) -> RunInfo:
+    """Read and check one finished run folder; ``ChangeInputError`` (one line) if it cannot be compared."""
+    folder = Path(folder)
+    run_json = folder / RUN_FILE
+    if not folder.is_dir():
+        raise ChangeInputError(f"{folder}: not a run folder or scene")
+    try:
+        item = json.loads(run_json.read_text())
+    except OSError:
+        raise ChangeInputError(f"{folder}: incomplete run folder (no {RUN_FILE})") from None
+    except ValueError as exc:
+        raise ChangeInputError(f"{run_json}: not valid JSON ({exc})") from None
+    props = item.get("properties", {})
+    model = props.get("geoseg:model", {})
+    meta = model.get("metadata", {}) or {}
+    task = meta.get("task") or ("buildings" if "buildings" in item.get("assets", {}) else "landcover")
+    key = "buildings" if task == "buildings" else "landcover"
+    raster = _asset_path(folder, item, key)
+    if raster is None or not raster.is_file():
+        raise ChangeInputError(f"{folder}: incomplete run folder ({key} raster missing)")
+    classes = tuple(
+        ClassDef(int(c["id"]), str(c["name"]), str(c.get("color") or "#808080"))
+        for c in meta.get("classes", [])
+    )
+    if not classes:
+        raise ChangeInputError(f"{run_json}: records no classes of its model")
+    date = _date(item)
+    if date is None:
+        raise ChangeInputError(
+            f"{folder}: run has no acquisition date (rerun geoseg run with --date YYYY-MM-DD)"
+        )
+    source = _asset_path(folder, item, "source")
+    confidence = _asset_path(folder, item, "confidence")
+    gpkg = _asset_path(folder, item, "vectors")
+    try:
+        with rasterio.open(raster) as src:
+            geobox = GeoBox.from_rio(src)
+    except rasterio.errors.RasterioError as exc:
+        raise ChangeInputError(f"{raster}: unreadable ({exc})") from None
+    return RunInfo(
+        folder=folder.resolve(),
+        item=item,
+        date=date,
+        task=task,
+        classes=classes,
+        model_id=str(model.get("sha256") or model.get("path") or meta.get("name") or "unknown"),
+        raster=raster,
+        confidence=confidence if confidence is not None and confidence.is_file() else None,
+        source=source if source is not None and source.is_file() else None,
+        gpkg=gpkg if gpkg is not None and gpkg.is_file() else None,
+        geobox=geobox,
+    )
+
+
+def check_comparable(before: RunInfo, after: RunInfo) -> None:
+    """Refuse pairs of runs that do not share a model and its classes."""
+    if before.task != after.task:
+        raise ChangeInputError(
+            f"{after.folder}: a {after.task} run cannot be compared with {before.folder} ({before.task})"
+        )
+    b = [(c.id, c.name) for c in before.classes]
+    a = [(c.id, c.name) for c in after.classes]
+    if b != a:
+        raise ChangeInputError(
+            f"{after.folder}: classes {[n for _, n in a]} differ from {before.folder}'s {[n for _, n in b]}"
+        )
+    if before.model_id != after.model_id:
+        raise ChangeInputError(
+            f"{after.folder}: made by a different model than {before.folder} "
+            f"({after.model_id[:12]} vs {before.model_id[:12]})"
+        )
+
+
+def write_run_folder(
+    out: Path,
+    *,
+    array,
+    geobox: GeoBox,
+    classes: list[ClassDef],
+    date: dt.date | None,
+    model_id: str,
+    task: str = "landcover",
+    source: Path | None = None,
+    buildings=None,
+    confidence=None,
+) -> Path:
+    """A finished run folder made from arrays already on the scene grid, in ``geoseg run``'s conventions
+    (for model-free classifications and tests): ``landcover.tif`` (class ids; ``task="buildings"``:
+    ``buildings.tif`` of building ids + the ``buildings`` layer from ``buildings``, a GeoDataFrame with
+    ``id``), optional ``confidence.tif`` (uint8), and a run.json STAC Item with the acquisition date."""
+    import datetime as _dt
+
+    from geoseg.classmeta import add_class_extensions, write_category_sidecar
+    from geoseg.io.cog import BlockCOGWriter
+    from geoseg.io.vector import write_layer
+    from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
+    from geoseg.rundir import staging_dir
+
+    h, w = int(geobox.shape.y), int(geobox.shape.x)
+    crs = geobox.crs.to_wkt()
+    now = _dt.datetime.now(_dt.timezone.utc)
+    with staging_dir(Path(out)) as stage:
+        name = "buildings.tif" if task == "buildings" else "landcover.tif"
+        with BlockCOGWriter(
+            stage / name,
+            crs=crs,
+            transform=geobox.affine,
+            width=w,
+            height=h,
+            dtype="uint32" if task == "buildings" else "uint8",
+            nodata=0,
+            colormap=None if task == "buildings" else {c.id: _rgb(c.color) for c in classes},
+            class_names=None if task == "buildings" else {c.id: c.name for c in classes},
+            overview_resampling="nearest",
+        ) as wr:
+            wr.write(0, 0, array)
+        assets = {task: (f"./{name}", COG_MEDIA, ["data"], name)}
+        if task != "buildings":
+            write_category_sidecar(stage / name, [(c.id, c.name, c.color) for c in classes])
+        if buildings is not None:
+            write_layer(buildings.to_crs(crs), stage / "geoseg.gpkg", "buildings")
+            assets["vectors"] = ("./geoseg.gpkg", GPKG_MEDIA, ["data"], "Building footprints")
+        if confidence is not None:
+            with BlockCOGWriter(
+                stage / "confidence.tif", crs=crs, transform=geobox.affine, width=w, height=h, nodata=None
+            ) as wr:
+                wr.write(0, 0, confidence)
+            assets["confidence"] = ("./confidence.tif", COG_MEDIA, ["data"], "confidence")
+        item = build_run_item(
+            item_id=f"{Path(source or out).stem}-{date or 'undated'}-{task}",
+            scene_path=source or stage / name,
+            scene_crs=crs,
+            scene_bounds=tuple(geobox.extent.boundingbox),
+            scene_shape=(h, w),
+            scene_transform=geobox.affine,
+            assets=assets,
+            parameters={},
+            model={
+                "path": model_id,
+                "sha256": model_id,
+                "metadata": {"task": task, "classes": [c.__dict__ for c in classes]},
+            },
+            timing={},
+            started=now,
+            finished=now,
+            out_dir=Path(out).resolve(),
+            acquired=date,
+        )
+        if task != "buildings":
+            add_class_extensions(item, task, [(c.id, c.name, c.color) for c in classes], "uint8", 0)
+        write_item(item, stage / RUN_FILE)
+    return Path(out)
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    c = color.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)

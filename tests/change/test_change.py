@@ -435,3 +435,49 @@ def test_scenes_are_run_first_with_the_same_model(tmp_path):
         == item["properties"]["geoseg:runs"]["after"]["model"]
     )
     assert "m² changed of" in res.stdout
+
+
+def test_dates_in_other_crs_and_resolution_are_aligned(tmp_path, naip_runs):
+    """The 2009 classes warped (nearest) to Web Mercator at ~2.5 m: the comparison runs on that finer
+    grid (the after date's), in its CRS, and a date against its own reprojection shows almost no change."""
+    from rasterio.warp import calculate_default_transform
+
+    with rasterio.open(naip_runs[0] / "landcover.tif") as src:
+        transform, width, height = calculate_default_transform(
+            src.crs, "EPSG:3857", src.width, src.height, *src.bounds, resolution=2.5 * 1.46
+        )
+        dst = np.zeros((height, width), np.uint8)
+        reproject(
+            src.read(1),
+            dst,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=transform,
+            dst_crs="EPSG:3857",
+            resampling=Resampling.nearest,
+            src_nodata=0,
+            dst_nodata=0,
+        )
+    geobox = GeoBox((height, width), transform, "EPSG:3857")
+    after = write_run_folder(
+        tmp_path / "merc",
+        array=dst,
+        geobox=geobox,
+        classes=CLASSES,
+        date=dt.date(2009, 8, 19),
+        model_id="baseline:landcover",
+        source=NAIP_2009,
+    )
+    s = change(naip_runs[0], after, tmp_path / "change")
+    assert s.grid == "after"
+    with rasterio.open(tmp_path / "change" / "change.tif") as c:
+        assert c.crs.to_epsg() == 3857 and c.transform.a == pytest.approx(transform.a)
+    assert s.compared_m2 == pytest.approx(s.overlap_m2, rel=0.01)
+    assert s.changed_m2 / s.compared_m2 < 0.01
+    # the same comparison again: nothing to do; other parameters need --overwrite
+    again = change(naip_runs[0], after, tmp_path / "change")
+    assert again.skipped
+    from geoseg.errors import OutputExistsError
+
+    with pytest.raises(OutputExistsError):
+        change(naip_runs[0], after, tmp_path / "change", mmu_m2=50.0)

@@ -194,7 +194,7 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
     code_dtype = "uint8" if n * n + 1 <= 255 else "uint16"
     transitions = {1 + i * n + j: (classes[i], classes[j]) for i in range(n) for j in range(n) if i != j}
     names = {code: f"{a.name} → {b.name}" for code, (a, b) in transitions.items()}
-    colors = {code: _hex_rgb(b.color) for code, (a, b) in transitions.items()}
+    colors = {code: _mix(_hex_rgb(b.color), _hex_rgb(a.color)) for code, (a, b) in transitions.items()}
     crs_wkt = target.crs.to_wkt()
     blocks = block_windows(h, w, cfg.block)
     pixel_area = _pixel_area_m2(target)
@@ -466,6 +466,12 @@ def _rio(win: Window):
 def _hex_rgb(color: str) -> tuple[int, int, int]:
     c = color.lstrip("#")
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+def _mix(to: tuple[int, int, int], frm: tuple[int, int, int], w: float = 0.65) -> tuple[int, int, int]:
+    """A transition's colour: mostly the new class's, tinted by the old one's (so land -> water and
+    vegetation -> water differ)."""
+    return tuple(round(w * t + (1 - w) * f) for t, f in zip(to, frm, strict=True))  # type: ignore[return-value]
 
 
 def _hex(rgb: tuple[int, int, int]) -> str:

@@ -360,14 +360,16 @@ def bad_pairs(tmp_path_factory, naip_runs):
         "classes": (naip_runs[0], other, "classes"),
         "no date": (naip_runs[0], undated, "no acquisition date"),
         "incomplete": (naip_runs[0], incomplete, "incomplete run folder"),
+        "no confidence": (naip_runs[0], naip_runs[1], "needs a confidence raster"),
     }
 
 
-@pytest.mark.parametrize("case", ["no overlap", "classes", "no date", "incomplete"])
+@pytest.mark.parametrize("case", ["no overlap", "classes", "no date", "incomplete", "no confidence"])
 def test_bad_pairs_are_refused_in_one_line(tmp_path, bad_pairs, case):
     before, after, words = bad_pairs[case]
     out = tmp_path / "change"
-    res = geoseg("change", str(before), str(after), "--out", str(out), "--no-progress")
+    extra = ["--min-confidence", "0.5"] if case == "no confidence" else []
+    res = geoseg("change", str(before), str(after), "--out", str(out), "--no-progress", *extra)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], res.stderr

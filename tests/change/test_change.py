@@ -483,3 +483,23 @@ def test_dates_in_other_crs_and_resolution_are_aligned(tmp_path, naip_runs):
 
     with pytest.raises(OutputExistsError):
         change(naip_runs[0], after, tmp_path / "change", mmu_m2=50.0)
+
+
+def test_cloud_mask_time_series_picks_each_dates_band(tmp_path):
+    """eo-learn's Sentinel-2 cloud mask series (68 bands described by timestamps, 1 = cloud) as both masks:
+    the fully cloudy 2015-07-31 leaves nothing to compare, the clear 2015-08-30 everything."""
+    from .conftest import S2_CLOUDS, s2_run
+
+    clear, cloudy, clear2 = (s2_run(d, tmp_path / d) for d in ("2015-07-11", "2015-07-31", "2015-08-30"))
+    masks = {"before_mask": S2_CLOUDS, "after_mask": S2_CLOUDS}
+    notes: list[str] = []
+    s = run_change(
+        ChangeConfig(before=clear, after=cloudy, out=tmp_path / "c1", progress=False, **masks),
+        notify=notes.append,
+    )
+    assert s.compared_m2 == 0 and s.changed_m2 == 0 and s.overlap_m2 > 1e6
+    assert any("nothing was compared" in n for n in notes)
+    unmasked = change(clear, cloudy, tmp_path / "c0")
+    assert unmasked.compared_m2 == pytest.approx(s.overlap_m2, rel=0.01)
+    s = change(clear, clear2, tmp_path / "c2", **masks)
+    assert s.compared_m2 == pytest.approx(s.overlap_m2, rel=0.01)

@@ -173,6 +173,11 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
                 raise ChangeInputError(
                     f"{r.folder}: --min-confidence needs a confidence raster (geoseg run --confidence)"
                 )
+    masks = [
+        (path, mask_band(path, run.date))
+        for path, run in ((cfg.before_mask, before), (cfg.after_mask, after))
+        if path is not None
+    ]
     target, overlap_m2, which = common_grid(
         before.geobox, after.geobox, cfg.grid, (str(before.folder), str(after.folder))
     )
@@ -194,7 +199,7 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
     code_dtype = "uint8" if n * n + 1 <= 255 else "uint16"
     transitions = {1 + i * n + j: (classes[i], classes[j]) for i in range(n) for j in range(n) if i != j}
     names = {code: f"{a.name} → {b.name}" for code, (a, b) in transitions.items()}
-    colors = {code: _hex_rgb(b.color) for code, (a, b) in transitions.items()}
+    colors = {code: _mix(_hex_rgb(b.color), _hex_rgb(a.color)) for code, (a, b) in transitions.items()}
     crs_wkt = target.crs.to_wkt()
     blocks = block_windows(h, w, cfg.block)
     pixel_area = _pixel_area_m2(target)
@@ -279,9 +284,8 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
                 b = classes_of(before, al, win)
                 a = classes_of(after, al, win)
                 valid = (b > 0) & (a > 0)
-                for mask in (cfg.before_mask, cfg.after_mask):
-                    if mask is not None:
-                        valid &= al.read(mask, win, fill=0) == 0
+                for mask, band in masks:
+                    valid &= al.read(mask, win, band=band, fill=0) == 0
                 changed = valid & (b != a)
                 if min_conf is not None:
                     for r in (before, after):
@@ -377,6 +381,8 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
         misreg = _misregistration(before, after, target, px_m)
         timings["misregistration_s"] = time.perf_counter() - t
         compared_px = int(counts[1:, 1:].sum())
+        if compared_px == 0:
+            notify("note: nothing was compared: nodata or the masks cover the whole overlap of the two dates")
         changed_px = int(counts[1:, 1:].sum() - np.trace(counts[1:, 1:]))
         summary = ChangeSummary(
             out=cfg.out,
@@ -410,6 +416,22 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
         )
         write_item(item, stage / CHANGE_JSON)
     return summary
+
+
+def mask_band(path: Path, date: dt.date) -> int:
+    """The band of a mask raster for ``date``: band 1 of a single-band mask; of a time series (band
+    descriptions holding dates, e.g. ``2015-07-11T10:00:08``), the band of that date."""
+    try:
+        with rasterio.open(path) as src:
+            if src.count == 1:
+                return 1
+            descriptions = src.descriptions
+    except rasterio.errors.RasterioError as exc:
+        raise ChangeInputError(f"{path}: not a raster GDAL can read ({exc})") from None
+    for i, d in enumerate(descriptions, 1):
+        if d and d.replace("/", "-").replace(":", "-")[:10] == date.isoformat():
+            return i
+    raise ChangeInputError(f"{path}: {len(descriptions)} bands, none described with the date {date}")
 
 
 def _change_frame(frame, transitions, before: RunInfo, after: RunInfo, crs_wkt: str) -> gpd.GeoDataFrame:
@@ -466,6 +488,12 @@ def _rio(win: Window):
 def _hex_rgb(color: str) -> tuple[int, int, int]:
     c = color.lstrip("#")
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+def _mix(to: tuple[int, int, int], frm: tuple[int, int, int], w: float = 0.65) -> tuple[int, int, int]:
+    """A transition's colour: mostly the new class's, tinted by the old one's (so land -> water and
+    vegetation -> water differ)."""
+    return tuple(round(w * t + (1 - w) * f) for t, f in zip(to, frm, strict=True))  # type: ignore[return-value]
 
 
 def _hex(rgb: tuple[int, int, int]) -> str:

@@ -92,6 +92,11 @@ def load_run(folder: Path) -> RunInfo:
         ClassDef(int(c["id"]), str(c["name"]), str(c.get("color") or "#808080"))
         for c in meta.get("classes", [])
     )
+    if not classes:  # e.g. a model-free run: the classes of its raster's STAC classification extension
+        classes = tuple(
+            ClassDef(int(c["value"]), str(c.get("title") or c["name"]), f"#{c.get('color_hint') or '808080'}")
+            for c in item.get("assets", {}).get(key, {}).get("classification:classes", [])
+        )
     if not classes:
         raise ChangeInputError(f"{run_json}: records no classes of its model")
     date = _date(item)

@@ -67,3 +67,26 @@ def naip_runs(tmp_path_factory) -> tuple[Path, Path]:
         baseline_run(NAIP_2009, d / "2009", dt.date(2009, 8, 18)),
         baseline_run(NAIP_2020, d / "2020", dt.date(2020, 8, 31)),
     )
+
+
+S2 = ROOT / "data" / "samples" / "eolearn_series"
+S2_CLOUDS = S2 / "eolearn_cloudmask_timeseries.tif"
+
+
+def s2_run(date: str, out: Path) -> Path:
+    """A landcover-baseline run folder of one eo-learn Sentinel-2 date (13 named bands, 10 m)."""
+    scene = S2 / f"eolearn_s2l1c_{date.replace('-', '')}.tif"
+    base = LandcoverBaseline()
+    with rasterio.open(scene) as src:
+        img, names, geobox = src.read(), list(src.descriptions), GeoBox.from_rio(src)
+    valid = np.isfinite(img).all(0)
+    ids = np.array([c.id for c in base.classes], np.uint8)[base.predict(img, valid, names, 10.0)]
+    return write_run_folder(
+        out,
+        array=np.where(valid, ids, 0).astype(np.uint8),
+        geobox=geobox,
+        classes=CLASSES,
+        date=dt.date.fromisoformat(date),
+        model_id="baseline:landcover",
+        source=scene,
+    )

@@ -360,14 +360,16 @@ def bad_pairs(tmp_path_factory, naip_runs):
         "classes": (naip_runs[0], other, "classes"),
         "no date": (naip_runs[0], undated, "no acquisition date"),
         "incomplete": (naip_runs[0], incomplete, "incomplete run folder"),
+        "no confidence": (naip_runs[0], naip_runs[1], "needs a confidence raster"),
     }
 
 
-@pytest.mark.parametrize("case", ["no overlap", "classes", "no date", "incomplete"])
+@pytest.mark.parametrize("case", ["no overlap", "classes", "no date", "incomplete", "no confidence"])
 def test_bad_pairs_are_refused_in_one_line(tmp_path, bad_pairs, case):
     before, after, words = bad_pairs[case]
     out = tmp_path / "change"
-    res = geoseg("change", str(before), str(after), "--out", str(out), "--no-progress")
+    extra = ["--min-confidence", "0.5"] if case == "no confidence" else []
+    res = geoseg("change", str(before), str(after), "--out", str(out), "--no-progress", *extra)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], res.stderr
@@ -435,3 +437,69 @@ def test_scenes_are_run_first_with_the_same_model(tmp_path):
         == item["properties"]["geoseg:runs"]["after"]["model"]
     )
     assert "m² changed of" in res.stdout
+
+
+def test_dates_in_other_crs_and_resolution_are_aligned(tmp_path, naip_runs):
+    """The 2009 classes warped (nearest) to Web Mercator at ~2.5 m: the comparison runs on that finer
+    grid (the after date's), in its CRS, and a date against its own reprojection shows almost no change."""
+    from rasterio.warp import calculate_default_transform
+
+    with rasterio.open(naip_runs[0] / "landcover.tif") as src:
+        transform, width, height = calculate_default_transform(
+            src.crs, "EPSG:3857", src.width, src.height, *src.bounds, resolution=2.5 * 1.46
+        )
+        dst = np.zeros((height, width), np.uint8)
+        reproject(
+            src.read(1),
+            dst,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=transform,
+            dst_crs="EPSG:3857",
+            resampling=Resampling.nearest,
+            src_nodata=0,
+            dst_nodata=0,
+        )
+    geobox = GeoBox((height, width), transform, "EPSG:3857")
+    after = write_run_folder(
+        tmp_path / "merc",
+        array=dst,
+        geobox=geobox,
+        classes=CLASSES,
+        date=dt.date(2009, 8, 19),
+        model_id="baseline:landcover",
+        source=NAIP_2009,
+    )
+    s = change(naip_runs[0], after, tmp_path / "change")
+    assert s.grid == "after"
+    with rasterio.open(tmp_path / "change" / "change.tif") as c:
+        assert c.crs.to_epsg() == 3857 and c.transform.a == pytest.approx(transform.a)
+    assert s.compared_m2 == pytest.approx(s.overlap_m2, rel=0.01)
+    assert s.changed_m2 / s.compared_m2 < 0.01
+    # the same comparison again: nothing to do; other parameters need --overwrite
+    again = change(naip_runs[0], after, tmp_path / "change")
+    assert again.skipped
+    from geoseg.errors import OutputExistsError
+
+    with pytest.raises(OutputExistsError):
+        change(naip_runs[0], after, tmp_path / "change", mmu_m2=50.0)
+
+
+def test_cloud_mask_time_series_picks_each_dates_band(tmp_path):
+    """eo-learn's Sentinel-2 cloud mask series (68 bands described by timestamps, 1 = cloud) as both masks:
+    the fully cloudy 2015-07-31 leaves nothing to compare, the clear 2015-08-30 everything."""
+    from .conftest import S2_CLOUDS, s2_run
+
+    clear, cloudy, clear2 = (s2_run(d, tmp_path / d) for d in ("2015-07-11", "2015-07-31", "2015-08-30"))
+    masks = {"before_mask": S2_CLOUDS, "after_mask": S2_CLOUDS}
+    notes: list[str] = []
+    s = run_change(
+        ChangeConfig(before=clear, after=cloudy, out=tmp_path / "c1", progress=False, **masks),
+        notify=notes.append,
+    )
+    assert s.compared_m2 == 0 and s.changed_m2 == 0 and s.overlap_m2 > 1e6
+    assert any("nothing was compared" in n for n in notes)
+    unmasked = change(clear, cloudy, tmp_path / "c0")
+    assert unmasked.compared_m2 == pytest.approx(s.overlap_m2, rel=0.01)
+    s = change(clear, clear2, tmp_path / "c2", **masks)
+    assert s.compared_m2 == pytest.approx(s.overlap_m2, rel=0.01)

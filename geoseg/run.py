@@ -5,27 +5,41 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from geoseg.allocator import release_free_memory
 from geoseg.cluster import ClusterStart
 from geoseg.compat import check_value_range, select_bands, work_grid
 from geoseg.config import RunConfig, check_overlap
-from geoseg.errors import ModelMismatchError
+from geoseg.errors import InterruptedRun, ModelMismatchError, OutputError, SceneError
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import Scene, open_scene
 from geoseg.io.vector import write_layer, write_layer_styles
+from geoseg.locking import output_lock
 from geoseg.models.meta import CheckpointMeta, file_sha256, read_meta
 from geoseg.ov_predictor import runs_without_torch
 from geoseg.pipeline import NODATA, BlockResult, ModelTask, execute, make_plan
+from geoseg.preflight import Interrupts, check_device, check_out_writable, check_scene_file, check_scheduler
 from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
-from geoseg.rundir import RUN_FILE, check_output, staging_dir
+from geoseg.resume import BLOCKS_DIR, BlockStore
+from geoseg.rundir import (
+    OUTPUTS_KEY,
+    RUN_FILE,
+    check_out_path,
+    check_output,
+    clean_stale,
+    commit,
+    output_records,
+    stage_path,
+)
 from geoseg.styles import categorized_polygon_qml
 from geoseg.vectorize import SeamMerger, polygons_to_frame
 from tiles import Window
@@ -38,6 +52,7 @@ LANDCOVER_TIF = "landcover.tif"
 # there (148.9-152.4 s with 8,000, 149.8 s with 32,000)
 POLYGONS_PER_WRITE = 8000
 GPKG = "geoseg.gpkg"
+MIN_WORK_PX = 2  # thinnest scene side, in pixels of the grid the model runs on
 
 
 @dataclass
@@ -66,20 +81,38 @@ def fingerprint(cfg: RunConfig, model_sha: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def run_scene(cfg: RunConfig, notify=print, cluster: ClusterStart | None = None) -> RunSummary:
+def run_scene(
+    cfg: RunConfig, notify=print, cluster: ClusterStart | None = None, wait: bool = False
+) -> RunSummary:
     """Run one scene end to end; all validation happens before any output is created (or a cluster
     started).
 
     ``cluster``: a cluster to share between scenes (started on first use); by default one is started
-    here for ``cfg.cluster`` once the inputs are checked, and closed again.
+    here for ``cfg.cluster`` once the inputs are checked, and closed again. ``wait``: if another process
+    is writing ``cfg.out``, wait for it instead of failing with ``OutputLockedError``. SIGINT and SIGTERM
+    raise ``InterruptedRun`` (the finished blocks stay in the staging folder for a rerun to resume).
     """
-    if cluster is not None:
-        return _run_scene(cfg, notify, cluster)
-    with ClusterStart(cfg.cluster) as own:
-        return _run_scene(cfg, notify, own)
+    check_options(cfg)
+    with Interrupts().active() as interrupts:
+        if cluster is not None:
+            return _run_scene(cfg, notify, cluster, wait, interrupts)
+        with ClusterStart(cfg.cluster) as own:
+            return _run_scene(cfg, notify, own, wait, interrupts)
 
 
-def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
+def check_options(cfg: RunConfig) -> None:
+    """What can be checked before the scene is opened: scene file kind, device, scheduler, output path."""
+    check_scene_file(cfg.scene)
+    check_device(cfg.device)
+    if cfg.cluster.scheduler:
+        check_scheduler(cfg.cluster.scheduler)
+    check_out_path(cfg.out, [cfg.scene, cfg.model])
+    check_out_writable(cfg.out)
+
+
+def _run_scene(
+    cfg: RunConfig, notify, cluster: ClusterStart, wait: bool, interrupts: Interrupts
+) -> RunSummary:
     started = datetime.now(timezone.utc)
     t_start, t_start_wall = time.perf_counter(), time.time()
     scene = open_scene(cfg.scene)
@@ -95,13 +128,72 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     bands = select_bands(scene, meta, cfg.bands)
     check_value_range(scene, meta, bands)
     work, notice = work_grid(scene, meta, cfg.resample)
+    check_work_shape(scene, work)
     if notice:
         notify(f"note: {notice}")
     model_sha = file_sha256(cfg.model)
     fp = fingerprint(cfg, model_sha)
-    if check_output(cfg.out, fp, cfg.overwrite):
+    with output_lock(cfg.out, wait=wait, notify=notify):
+        return _locked_run(
+            cfg,
+            notify,
+            cluster,
+            interrupts,
+            scene,
+            meta,
+            names,
+            overlap,
+            bands,
+            work,
+            notice,
+            model_sha,
+            fp,
+            started,
+            t_start,
+            t_start_wall,
+        )
+
+
+def check_work_shape(scene: Scene, work) -> None:
+    """Refuse a scene that resampling to the model's GSD would squeeze below one pixel across: its
+    tiles would read back as nodata and the whole result would be nodata although the input is valid."""
+    if work is None:
+        return
+    factor = abs(work.affine.a / scene.geobox.affine.a)  # scene pixels per work-grid pixel
+    sh, sw = scene.shape
+    for name, n in (("high", sh), ("wide", sw)):
+        if n / factor < MIN_WORK_PX:
+            raise SceneError(
+                f"{scene.path}: only {n} px {name} ({sh}x{sw}); resampled to the model's GSD that is "
+                f"{n / factor:.2g} px, too thin to segment (--no-resample runs on the scene grid)"
+            )
+
+
+def _locked_run(
+    cfg,
+    notify,
+    cluster,
+    interrupts,
+    scene,
+    meta,
+    names,
+    overlap,
+    bands,
+    work,
+    notice,
+    model_sha,
+    fp,
+    started,
+    t_start,
+    t_start_wall,
+) -> RunSummary:
+    """The run itself, with the output lock held."""
+    done, why = check_output(cfg.out, fp, cfg.overwrite)
+    if done:
         notify(f"{cfg.out}: already complete for these inputs; nothing to do (--overwrite to redo)")
         return RunSummary(out=cfg.out, skipped=True)
+    if why:
+        notify(f"note: {cfg.out}: {why}; running again")
 
     # inputs are good: workers start while the plan and output files are prepared
     cluster.start(torch_free=not cluster.reuse and runs_without_torch(str(cfg.model), cfg.device, cfg.engine))
@@ -119,7 +211,23 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
     tags = {"GEOSEG_MODEL_SHA256": model_sha}
     seams = SeamMerger(*scene.shape)  # holds seam polygons only until their block rows are merged
 
-    with staging_dir(cfg.out) as stage:
+    stage = stage_path(cfg.out, fp)
+    clean_stale(cfg.out, keep=stage)  # staging folders of other inputs, half-committed leftovers
+    try:
+        stage.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"{cfg.out}: cannot create its staging folder {stage.name}: {exc.strerror}"
+        ) from None
+    for p in stage.iterdir():  # an interrupted run's partial outputs go; its finished blocks stay
+        if p.name != BLOCKS_DIR:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    store = BlockStore(stage, fp, len(plan.blocks))
+    saved = store.done()
+    if saved:
+        notify(f"resuming: {len(saved)} of {len(plan.blocks)} blocks were finished by an interrupted run")
+    labelled = [0]  # output pixels with a class (not nodata)
+    try:
         gpkg = stage / GPKG
         if meta.task == "buildings":
             from geoseg.building_outputs import BuildingOutputs  # scipy/scikit-image: building runs only
@@ -132,7 +240,12 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
             sink = _LandcoverSink(stage, gpkg, scene, meta, tags)
         bar = tqdm(total=len(plan.grid), unit="tile", desc=scene.path.name, disable=not cfg.progress)
 
+        replayed = set(saved)
+
         def on_block(res: BlockResult) -> None:
+            if res.index not in replayed:
+                store.save(res)  # durable before it counts: a rerun replays it
+            labelled[0] += int(np.count_nonzero(res.labels != NODATA))
             sink.add_block(plan.blocks[res.index], res)
             merged = seams.add(res.polygons)
             sink.add_polygons(merged)
@@ -149,6 +262,8 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
                     on_block,
                     on_tiles=bar.update,
                     with_confidence=sink.wants_confidence,
+                    saved=saved,
+                    load_saved=store.load,
                 )
             bar.close()
             t_last_block = time.perf_counter()
@@ -165,6 +280,13 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
         except BaseException:
             sink.abort()
             raise
+        if labelled[0] == 0 and timings.tiles_predicted > 0:
+            raise SceneError(
+                f"{scene.path}: every output pixel came out nodata although {timings.tiles_predicted} "
+                "tiles had valid pixels; not writing an empty result"
+            )
+        verify_geopackage(stage / GPKG, sink.polygons)
+        store.remove()
         finished = datetime.now(timezone.utc)
         total = time.perf_counter() - t_start
         item = build_run_item(
@@ -197,7 +319,20 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
             finished=finished,
         )
         item.properties["geoseg:fingerprint"] = fp
-        write_item(item, stage / RUN_FILE)
+        item.properties[OUTPUTS_KEY] = output_records(stage)
+        with interrupts.critical():
+            write_item(item, stage / RUN_FILE)
+            commit(stage, cfg.out)
+    except InterruptedRun as exc:
+        kept = len(store.done()) if store.dir.is_dir() else 0
+        raise InterruptedRun(
+            exc.signum,
+            f"{exc}; {kept} of {len(plan.blocks)} blocks are kept in {stage}: "
+            "rerun the same command to resume",
+        ) from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     return RunSummary(
         out=cfg.out,
         skipped=False,
@@ -207,6 +342,25 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
         seconds=total,
         notice=notice,
     )
+
+
+def verify_geopackage(path: Path, features: int) -> None:
+    """The GeoPackage opens, passes SQLite's quick check, and its first layer holds ``features``."""
+    import sqlite3
+
+    import pyogrio
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            status = con.execute("PRAGMA quick_check").fetchone()[0]
+        layers = pyogrio.list_layers(path)
+        n = pyogrio.read_info(path, layer=layers[0][0])["features"] if len(layers) else -1
+    except Exception as exc:  # noqa: BLE001 - any failure to read it back is a failed write
+        raise OutputError(f"cannot write {path}: it does not read back ({exc})") from None
+    if status != "ok" or n != features:
+        raise OutputError(
+            f"cannot write {path}: it reads back damaged ({status}, {n} of {features} features)"
+        )
 
 
 TIMING_EXTRA = ("first_batch_at", "engines")  # Timings fields that are not durations or counts

@@ -66,7 +66,9 @@ def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT_S) -> None:
                 pass
         except OSError as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
-            raise OptionError(f"--scheduler {address}: cannot connect within {timeout:g} s ({reason})") from None
+            raise OptionError(
+                f"--scheduler {address}: cannot connect within {timeout:g} s ({reason})"
+            ) from None
 
     import asyncio
 

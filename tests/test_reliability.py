@@ -31,7 +31,8 @@ from geoseg.io.cog import BlockCOGWriter
 from .conftest import BUILDINGS_MODEL, KAMPALA, KAMPALA_BUILDINGS, LANDCOVER_MODEL, ROOT, crop_geotiff
 
 # small, quick runs: 1100x1100 px on the scene grid = 9 output blocks of 512 px, 25 tiles
-FAST = ["--tile", "256", "--overlap", "32", "--block", "512", "--no-progress", "--in-process", "--no-resample"]
+FAST = ["--tile", "256", "--overlap", "32", "--block", "512"]
+FAST += ["--no-progress", "--in-process", "--no-resample"]
 N_BLOCKS = 9
 
 
@@ -120,7 +121,8 @@ def small_fs(mountpoint: Path, size: str, read_only: bool = False):
         for cmd in steps:
             r = subprocess.run(cmd, capture_output=True, text=True) if shutil.which(cmd[0]) else None
             if r is None or r.returncode != 0:
-                pytest.skip(f"cannot mount a small file system here (tmpfs: {res.stderr!r}; {cmd[0]}: {r and r.stderr})")
+                why = f"tmpfs: {res.stderr!r}; {cmd[0]}: {r and r.stderr!r}"
+                pytest.skip(f"cannot mount a small file system here ({why})")
     try:
         yield mountpoint
     finally:

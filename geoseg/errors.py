@@ -39,8 +39,12 @@ class OptionError(GeosegError):
     """An option or the environment it needs is unusable (device, scheduler, output path)."""
 
 
-class InterruptedRun(GeosegError):
-    """The run was stopped by SIGINT or SIGTERM; its finished blocks are kept for a rerun."""
+class InterruptedRun(KeyboardInterrupt):
+    """The run was stopped by SIGINT or SIGTERM; its finished blocks are kept for a rerun.
+
+    Like ``KeyboardInterrupt`` (not an ``Exception``), so that no ``except Exception`` on the way
+    turns it into another error; the CLI reports it in one line and exits with 128 + the signal.
+    """
 
     def __init__(self, signum: int, message: str | None = None) -> None:
         import signal

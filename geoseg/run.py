@@ -219,15 +219,16 @@ def _locked_run(
         raise OutputError(
             f"{cfg.out}: cannot create its staging folder {stage.name}: {exc.strerror}"
         ) from None
-    for p in stage.iterdir():  # an interrupted run's partial outputs go; its finished blocks stay
-        if p.name != BLOCKS_DIR:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    store = BlockStore(stage, fp, len(plan.blocks))
-    saved = store.done()
-    if saved:
-        notify(f"resuming: {len(saved)} of {len(plan.blocks)} blocks were finished by an interrupted run")
-    labelled = [0]  # output pixels with a class (not nodata)
+    store: BlockStore | None = None
     try:
+        for p in stage.iterdir():  # an interrupted run's partial outputs go; its finished blocks stay
+            if p.name != BLOCKS_DIR:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        store = BlockStore(stage, fp, len(plan.blocks))
+        saved = store.done()
+        if saved:
+            notify(f"resuming: {len(saved)} of {len(plan.blocks)} blocks were finished by an interrupted run")
+        labelled = [0]  # output pixels with a class (not nodata)
         gpkg = stage / GPKG
         if meta.task == "buildings":
             from geoseg.building_outputs import BuildingOutputs  # scipy/scikit-image: building runs only
@@ -324,7 +325,7 @@ def _locked_run(
             write_item(item, stage / RUN_FILE)
             commit(stage, cfg.out)
     except InterruptedRun as exc:
-        kept = len(store.done()) if store.dir.is_dir() else 0
+        kept = len(store.done()) if store is not None and store.dir.is_dir() else 0
         raise InterruptedRun(
             exc.signum,
             f"{exc}; {kept} of {len(plan.blocks)} blocks are kept in {stage}: "
@@ -353,8 +354,8 @@ def verify_geopackage(path: Path, features: int) -> None:
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
             status = con.execute("PRAGMA quick_check").fetchone()[0]
-        layers = pyogrio.list_layers(path)
-        n = pyogrio.read_info(path, layer=layers[0][0])["features"] if len(layers) else -1
+        layers = [name for name, _ in pyogrio.list_layers(path) if name != "layer_styles"]
+        n = pyogrio.read_info(path, layer=layers[0])["features"] if layers else -1
     except Exception as exc:  # noqa: BLE001 - any failure to read it back is a failed write
         raise OutputError(f"cannot write {path}: it does not read back ({exc})") from None
     if status != "ok" or n != features:

@@ -146,6 +146,8 @@ def workflow(
         _interrupted(exc)
     except GeosegError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename or file}: {exc.strerror or exc}")
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -43,6 +43,7 @@ CONVEX_ENOUGH = 0.98  # area / convex hull area above which a region is not test
 class BuildingOutputs:
     """Collects building polygons block by block, then writes ``buildings.tif`` and the scores."""
 
+    layer = LAYER
     wants_confidence = True  # block results must carry the winning-class probability
     keep_confidence: Path | None = None  # where to keep the probabilities as a COG (geoseg run --confidence)
 
@@ -222,7 +223,7 @@ class BuildingOutputs:
             "vectors": (f"./{self.gpkg.name}", GPKG_MEDIA, ["data"], "Building footprints"),
         }
         if self.keep_confidence is not None:
-            out["confidence"] = (
+            out[self.keep_confidence.stem] = (  # confidence, or buildings_confidence beside land cover
                 f"./{self.keep_confidence.name}",
                 COG_MEDIA,
                 ["data"],

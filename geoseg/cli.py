@@ -17,7 +17,7 @@ from geoseg.config import (
     ClusterConfig,
     RunConfig,
 )
-from geoseg.errors import GeosegError
+from geoseg.errors import GeosegError, InterruptedRun
 from geoseg.precision import PRECISIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Segment large GeoTIFF scenes with Dask.")
@@ -33,9 +33,14 @@ DEFAULT_MODELS = [
 ]  # geoseg run without --model: both products
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(EXIT_USAGE)
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)  # always one line
+    raise typer.Exit(code)
+
+
+def _interrupted(exc: InterruptedRun) -> NoReturn:
+    """SIGINT/SIGTERM: one line, exit 128 + the signal number (130, 143) like a shell."""
+    _fail(str(exc), 128 + exc.signum)
 
 
 def _parse_bands(value: str | None) -> list[int] | None:
@@ -102,6 +107,9 @@ def run(
     mmu: Annotated[
         float, typer.Option(help="minimum mapping unit in m²: smaller regions merge into their surroundings")
     ] = DEFAULT_MMU_M2,
+    wait: Annotated[
+        bool, typer.Option(help="wait for another run writing the same --out instead of failing")
+    ] = False,
 ) -> None:
     """Segment SCENE: landcover.tif (buildings.tif for building models), geoseg.gpkg, run.json in OUT."""
     try:
@@ -140,9 +148,13 @@ def run(
     from geoseg.run import run_scene
 
     try:
-        summary = run_scene(cfg, notify=lambda m: typer.echo(m, err=True))
+        summary = run_scene(cfg, notify=lambda m: typer.echo(m, err=True), wait=wait)
+    except InterruptedRun as exc:
+        _interrupted(exc)
     except GeosegError as exc:
         _fail(str(exc))
+    except OSError as exc:  # e.g. the disk filled up under a library that does not say which file
+        _fail(f"{exc.filename or cfg.out}: {exc.strerror or exc}")
     if not summary.skipped:
         typer.echo(
             f"{summary.out}: {summary.tiles} tiles ({summary.tiles_skipped} nodata-only skipped), "
@@ -175,8 +187,12 @@ def workflow(
                     "up to date" if summary.skipped else f"{summary.tiles} tiles in {summary.seconds:.1f} s"
                 )
                 typer.echo(f"{wf.name}: {cfg.scene.name} -> {cfg.out}: {state}")
+    except InterruptedRun as exc:
+        _interrupted(exc)
     except GeosegError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename or file}: {exc.strerror or exc}")
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,6 +22,10 @@ from distributed import Client, LocalCluster
 from geoseg.allocator import ALLOCATOR_ENV
 from geoseg.config import ClusterConfig
 from geoseg.ov_predictor import WORKER_TORCH_ENV
+
+# another process's cluster holding Dask's default dashboard port: distributed moves to a free one and
+# says so in a multi-line warning, noise for a command line tool (no dashboard is served for users)
+warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
 
 # GDAL block cache of worker processes, MB (unless GDAL_CACHEMAX is set).
 WORKER_GDAL_CACHE_MB = "64"
@@ -46,9 +51,10 @@ def worker_environ(cfg: ClusterConfig, torch_free: bool = False) -> dict[str, st
 
 
 def _local_cluster(cfg: ClusterConfig, torch_free: bool = False) -> LocalCluster:
-    # distributed's INFO/WARNING lines (e.g. comms closed by an early exit on bad input) are noise here;
-    # set for the process, as in-process workers may still log while the cluster closes
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    # distributed's log lines (comms closed by an early exit on bad input, "Compute Failed" with the
+    # worker-side traceback of a task's error) are noise here: task errors reach the client, which
+    # reports them in one line; set for the process, as in-process workers may still log while closing
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     settings = {
         "distributed.nanny.pre-spawn-environ": worker_environ(cfg, torch_free),
         # Dask's statistical profiler samples every worker thread 100 times a second for a dashboard
@@ -61,7 +67,7 @@ def _local_cluster(cfg: ClusterConfig, torch_free: bool = False) -> LocalCluster
             threads_per_worker=cfg.threads_per_worker,
             processes=cfg.processes,
             dashboard_address=None,
-            silence_logs=logging.ERROR,
+            silence_logs=logging.CRITICAL,
             preload=[WORKER_PRELOAD],
         )
 

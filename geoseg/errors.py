@@ -29,3 +29,28 @@ class LabelError(GeosegError):
 
 class OutputError(GeosegError):
     """An output file (raster, vector layer, style, run manifest) cannot be written."""
+
+
+class OutputLockedError(GeosegError):
+    """Another process is writing the same output folder."""
+
+
+class OptionError(GeosegError):
+    """An option or the environment it needs is unusable (device, scheduler, output path)."""
+
+
+class InterruptedRun(KeyboardInterrupt):
+    """The run was stopped by SIGINT or SIGTERM; its finished blocks are kept for a rerun.
+
+    Like ``KeyboardInterrupt`` (not an ``Exception``), so that no ``except Exception`` on the way
+    turns it into another error; the CLI reports it in one line and exits with 128 + the signal.
+    """
+
+    def __init__(self, signum: int, message: str | None = None) -> None:
+        import signal
+
+        self.signum = int(signum)
+        super().__init__(message or f"interrupted by {signal.Signals(self.signum).name}")
+
+    def __reduce__(self):
+        return (type(self), (self.signum, str(self)))

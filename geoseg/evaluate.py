@@ -205,7 +205,8 @@ def truth_polygons(
     geobox = scene.geobox[region.slices()]
     if is_vector(labels):
         frame = gpd.read_file(labels, engine="pyogrio").to_crs(scene.geobox.crs.to_wkt())
-        clipped = frame.geometry.intersection(box(*geobox.extent.boundingbox))
+        # self-intersecting outlines (bow ties, spikes) are repaired: GEOS cannot clip them otherwise
+        clipped = frame.geometry.make_valid().intersection(box(*geobox.extent.boundingbox))
         return clipped[~clipped.is_empty & (clipped.area >= MIN_TRUTH_AREA)]
     inst = label_instances(mask == building, scene.gsd_m, split_touching=False)
     return instance_polygons(inst, geobox.affine, scene.geobox.crs).geometry

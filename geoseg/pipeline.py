@@ -20,7 +20,7 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -322,10 +322,12 @@ class Timings:
         self.predict_task_s += s.task_predict_s
         self.tiles_predicted += s.predicted
         self.tiles_skipped += s.tiles - s.predicted
-        if s.engine:
-            self.engines.add(s.engine)
-            self.precisions.add((s.engine, s.precision))
-            self.cpus.add(s.cpu)
+        # several models on one read: their engines and precisions comma-joined, model by model
+        for engine, precision in zip(s.engine.split(","), s.precision.split(","), strict=False):
+            if engine:
+                self.engines.add(engine)
+                self.precisions.add((engine, precision))
+                self.cpus.add(s.cpu)
         if s.predicted and (self.first_batch_at is None or s.finished_at < self.first_batch_at):
             self.first_batch_at = s.finished_at
 
@@ -341,17 +343,23 @@ def execute(
     with_confidence: bool = False,
     predict: Callable = predict_batch,
     stitch: Callable = stitch_block,
+    saved: Collection[int] = (),
+    load_saved: Callable[[int], BlockResult] | None = None,
 ) -> Timings:
     """Run the plan's graph on ``client``; ``on_block`` receives finished blocks in completion order.
 
     ``with_confidence`` adds each pixel's winning-class probability to the block results. ``predict`` and
     ``stitch``: the batch and block tasks (same signatures as ``predict_batch`` and ``stitch_block``;
-    ``geoseg.multirun`` runs several models per read with its own).
+    ``geoseg.multirun`` runs several models per read with its own). ``saved``: blocks finished by an
+    earlier, interrupted run; ``load_saved`` returns them (they go to ``on_block`` first, in index order,
+    and are not computed again).
     """
     run_id = uuid.uuid4().hex[:8]
     nthreads = sum(client.nthreads().values()) or 1
     limit = max_blocks_in_flight or max(4, 2 * nthreads)
-    uses = Counter(b for deps in plan.block_deps for b in deps)
+    saved = set(saved)
+    todo = [b for b in range(len(plan.blocks)) if b not in saved]
+    uses = Counter(bi for b in todo for bi in plan.block_deps[b])
     batch_futures: dict[int, object] = {}
     block_of: dict[str, int] = {}
     counted: set[int] = set()  # batches whose statistics are in ``timings``
@@ -395,13 +403,7 @@ def execute(
         block_of[key] = b
         ac.add(fut)
 
-    while next_block < len(plan.blocks) and next_block < limit:
-        submit_block(next_block)
-        next_block += 1
-
-    for fut in ac:
-        idx = block_of.pop(fut.key)
-        result = fut.result()
+    def finished(idx: int, result: BlockResult) -> None:
         for bi, stats in zip(plan.block_deps[idx], result.batches, strict=True):
             if bi not in counted:
                 counted.add(bi)
@@ -412,12 +414,22 @@ def execute(
         t0 = time.perf_counter()
         on_block(result)
         timings.write_s += time.perf_counter() - t0
+
+    for b in sorted(saved):
+        finished(b, load_saved(b))
+    while next_block < len(todo) and next_block < limit:
+        submit_block(todo[next_block])
+        next_block += 1
+
+    for fut in ac:
+        idx = block_of.pop(fut.key)
+        finished(idx, fut.result())
         for bi in plan.block_deps[idx]:
             uses[bi] -= 1
             if uses[bi] == 0:
                 batch_futures.pop(bi).release()
         fut.release()
-        if next_block < len(plan.blocks):
-            submit_block(next_block)
+        if next_block < len(todo):
+            submit_block(todo[next_block])
             next_block += 1
     return timings

@@ -1,16 +1,28 @@
-"""``geoseg run``: validate inputs, run the Dask pipeline, write COG + GeoPackage + STAC run record."""
+"""``geoseg run``: validate inputs, run the Dask pipeline, write COG + GeoPackage + STAC run record.
+
+One run has one or more *products*: a model (checkpoint or baseline) and the outputs it writes (the
+land-cover or building sink). Every tile is read once for all of them (``geoseg.multirun`` holds the
+worker tasks of several models); each product's blocks go through its own minimum-mapping-unit sieve,
+seam merger and sink, and one ``run.json`` describes the run. Outputs are written into a staging folder
+named after the run's fingerprint, finished blocks are saved there durably (a killed run resumes), the
+outputs are verified, and the folder is renamed into place under an output lock.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+from odc.geo.geobox import GeoBox
 from tqdm import tqdm
 
 from geoseg.allocator import release_free_memory
@@ -19,17 +31,30 @@ from geoseg.cluster import ClusterStart
 from geoseg.compat import work_grid
 from geoseg.config import RunConfig, check_overlap
 from geoseg.dates import acquisition_date
-from geoseg.errors import ModelMismatchError
+from geoseg.errors import InterruptedRun, ModelMismatchError, OutputError, SceneError
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.raster import Scene, open_scene
 from geoseg.io.vector import write_layer, write_layer_styles
+from geoseg.locking import output_lock
 from geoseg.mmu import BlockSiever, mmu_pixels, sieve_core
 from geoseg.models.meta import CheckpointMeta
-from geoseg.modelspec import resolve_model
+from geoseg.modelspec import BaselineTask, ResolvedModel, is_baseline, resolve_model
+from geoseg.multirun import MultiBlock, MultiTask, combined_stats, predict_multi, stitch_multi
 from geoseg.ov_predictor import runs_without_torch
-from geoseg.pipeline import NODATA, BlockResult, execute, make_plan
+from geoseg.pipeline import NODATA, BlockResult, ModelTask, Plan, Timings, execute, make_plan
+from geoseg.preflight import Interrupts, check_device, check_out_writable, check_scene_file, check_scheduler
 from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
-from geoseg.rundir import RUN_FILE, check_output, staging_dir
+from geoseg.resume import BLOCKS_DIR, BlockStore
+from geoseg.rundir import (
+    OUTPUTS_KEY,
+    RUN_FILE,
+    check_out_path,
+    check_output,
+    clean_stale,
+    commit,
+    output_records,
+    stage_path,
+)
 from geoseg.styles import categorized_polygon_qml
 from geoseg.vectorize import SeamMerger, polygons_to_frame, vectorize_block
 from tiles import Window
@@ -43,6 +68,7 @@ CONFIDENCE_TIF = "confidence.tif"
 # there (148.9-152.4 s with 8,000, 149.8 s with 32,000)
 POLYGONS_PER_WRITE = 8000
 GPKG = "geoseg.gpkg"
+MIN_WORK_PX = 2  # thinnest scene side, in pixels of the grid the model runs on
 
 
 @dataclass
@@ -54,6 +80,11 @@ class RunSummary:
     polygons: int = 0
     seconds: float = 0.0
     notice: str | None = None
+
+
+def run_models(cfg: RunConfig) -> list[str | Path]:
+    """The models of a run: ``--model`` repeated (``cfg.models``), else the one ``cfg.model``."""
+    return list(cfg.models) or [cfg.model]
 
 
 def fingerprint(cfg: RunConfig, model_sha: str) -> str:
@@ -74,40 +105,99 @@ def fingerprint(cfg: RunConfig, model_sha: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def run_scene(cfg: RunConfig, notify=print, cluster: ClusterStart | None = None) -> RunSummary:
+def run_scene(
+    cfg: RunConfig, notify=print, cluster: ClusterStart | None = None, wait: bool = False
+) -> RunSummary:
     """Run one scene end to end; all validation happens before any output is created (or a cluster
     started).
 
     ``cluster``: a cluster to share between scenes (started on first use); by default one is started
-    here for ``cfg.cluster`` once the inputs are checked, and closed again.
+    here for ``cfg.cluster`` once the inputs are checked, and closed again. ``wait``: if another process
+    is writing ``cfg.out``, wait for it instead of failing with ``OutputLockedError``. SIGINT and SIGTERM
+    raise ``InterruptedRun`` (the finished blocks stay in the staging folder for a rerun to resume).
     """
-    if len(cfg.models) > 1:  # one read, several products
-        from geoseg.multirun import run_models
-
-        return run_models(cfg, notify, cluster)
-    if cfg.models:
-        cfg = cfg.model_copy(update={"model": cfg.models[0], "models": []})
-    if cluster is not None:
-        return _run_scene(cfg, notify, cluster)
-    with ClusterStart(cfg.cluster) as own:
-        return _run_scene(cfg, notify, own)
+    check_options(cfg)
+    with Interrupts().active() as interrupts:
+        if cluster is not None:
+            return _run_scene(cfg, notify, cluster, wait, interrupts)
+        with ClusterStart(cfg.cluster) as own:
+            return _run_scene(cfg, notify, own, wait, interrupts)
 
 
-def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
+def check_options(cfg: RunConfig) -> None:
+    """What can be checked before the scene is opened: scene file kind, device, scheduler, output path."""
+    check_scene_file(cfg.scene)
+    check_device(cfg.device)
+    if cfg.cluster.scheduler:
+        check_scheduler(cfg.cluster.scheduler)
+    inputs = [cfg.scene, *(Path(m) for m in run_models(cfg) if not is_baseline(m))]
+    check_out_path(cfg.out, inputs)
+    check_out_writable(cfg.out)
+
+
+@dataclass
+class _Prepared:
+    """A run's checked inputs: what the locked part needs."""
+
+    scene: Scene
+    models: list[str | Path]
+    resolved: list[ResolvedModel]
+    bands: list[int]
+    band_pos: tuple[tuple[int, ...], ...]  # each model's bands among ``bands``
+    overlap: int
+    work: GeoBox | None
+    notice: str | None
+    acquired: date | None
+    date_source: str | None
+    model_sha: str
+    fp: str
+    started: datetime
+    t_start: float
+    t_start_wall: float
+
+    @property
+    def tasks(self) -> str:
+        return "-".join(r.meta.task for r in self.resolved)
+
+
+def _run_scene(
+    cfg: RunConfig, notify, cluster: ClusterStart, wait: bool, interrupts: Interrupts
+) -> RunSummary:
+    prep = _prepare(cfg, notify)
+    with output_lock(cfg.out, wait=wait, notify=notify):
+        return _locked_run(cfg, prep, notify, cluster, interrupts)
+
+
+def _prepare(cfg: RunConfig, notify) -> _Prepared:
+    """Open the scene and check every model against it (one-line errors, nothing written yet)."""
     started = datetime.now(timezone.utc)
     t_start, t_start_wall = time.perf_counter(), time.time()
     scene = open_scene(cfg.scene)
-    resolved = resolve_model(cfg, scene)  # a checkpoint or a baseline, its bands matched to the scene
-    meta, bands = resolved.meta, resolved.bands
-    names = {c.id: c.name for c in meta.classes}
-    if meta.task == "buildings" and "building" not in names.values():
-        raise ModelMismatchError(f"{cfg.model}: a buildings model needs a class named 'building'")
-    overlap = meta.overlap if cfg.overlap is None else cfg.overlap
+    models = run_models(cfg)
+    resolved = [resolve_model(cfg, scene, m) for m in models]  # checkpoints or baselines, bands matched
+    tasks = [r.meta.task for r in resolved]
+    if len(set(tasks)) != len(tasks):
+        raise ModelMismatchError(
+            f"{', '.join(map(str, models))}: one run writes one product per task ({', '.join(tasks)}); "
+            "run models of the same task separately"
+        )
+    for m, r in zip(models, resolved, strict=True):
+        if r.meta.task == "buildings" and "building" not in {c.name for c in r.meta.classes}:
+            raise ModelMismatchError(f"{m}: a buildings model needs a class named 'building'")
+    overlap = max(r.meta.overlap for r in resolved) if cfg.overlap is None else cfg.overlap
     try:
         check_overlap(overlap, cfg.tile)
     except ValueError as exc:
-        raise ModelMismatchError(f"{cfg.model}: {exc}; choose --overlap") from None
-    work, notice = work_grid(scene, meta, cfg.resample)
+        raise ModelMismatchError(f"{models[0]}: {exc}; choose --overlap") from None
+    # baselines have no GSD of their own: they run on the grid of the other models
+    grids = [work_grid(scene, r.meta, cfg.resample) for r in resolved if not r.baseline] or [(None, None)]
+    work, notice = grids[0]
+    if not all(_same_grid(work, g) for g, _ in grids[1:]):
+        raise ModelMismatchError(
+            f"{', '.join(map(str, models))}: the models run at different resolutions on "
+            f"{scene.path.name}; run them separately"
+        )
+    check_work_shape(scene, work)
     if notice:
         notify(f"note: {notice}")
     acquired, date_source = acquisition_date(cfg.scene, cfg.date, cfg.date_pattern)
@@ -117,137 +207,313 @@ def _run_scene(cfg: RunConfig, notify, cluster: ClusterStart) -> RunSummary:
             "datetime is null (start/end_datetime = processing time) and geoseg change will refuse it; "
             "pass --date YYYY-MM-DD"
         )
-    model_sha = resolved.sha256
-    fp = fingerprint(cfg, model_sha)
-    if check_output(cfg.out, fp, cfg.overwrite):
+    bands = list(dict.fromkeys(b for r in resolved for b in r.bands))  # the union, in first-use order
+    band_pos = tuple(tuple(bands.index(b) for b in r.bands) for r in resolved)
+    model_sha = "+".join(r.sha256 for r in resolved)
+    return _Prepared(
+        scene, models, resolved, bands, band_pos, overlap, work, notice, acquired, date_source, model_sha,
+        fingerprint(cfg, model_sha), started, t_start, t_start_wall,
+    )  # fmt: skip
+
+
+def _same_grid(a: GeoBox | None, b: GeoBox | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return tuple(a.affine) == tuple(b.affine) and tuple(a.shape) == tuple(b.shape)
+
+
+def check_work_shape(scene: Scene, work: GeoBox | None) -> None:
+    """Refuse a scene that resampling to the model's GSD would squeeze below one pixel across: its
+    tiles would read back as nodata and the whole result would be nodata although the input is valid."""
+    if work is None:
+        return
+    factor = abs(work.affine.a / scene.geobox.affine.a)  # scene pixels per work-grid pixel
+    sh, sw = scene.shape
+    for name, n in (("high", sh), ("wide", sw)):
+        if n / factor < MIN_WORK_PX:
+            raise SceneError(
+                f"{scene.path}: only {n} px {name} ({sh}x{sw}); resampled to the model's GSD that is "
+                f"{n / factor:.2g} px, too thin to segment (--no-resample runs on the scene grid)"
+            )
+
+
+@dataclass
+class _Product:
+    """One model's outputs in a run: its sink, seam merger, MMU sieve and saved blocks."""
+
+    sink: _Sink
+    store: BlockStore
+    seams: SeamMerger
+    siever: BlockSiever | None
+    held: dict[int, BlockResult] = field(default_factory=dict)  # blocks waiting for their MMU halo
+
+
+def _worker_task(cfg: RunConfig, prep: _Prepared) -> ModelTask | MultiTask:
+    """What the workers run: the one model's task, or all models' on one read of each tile."""
+    tasks = [r.task(cfg, prep.scene, m) for r, m in zip(prep.resolved, prep.models, strict=True)]
+    if prep.work is not None:  # a baseline on the models' coarser grid sees that grid's GSD
+        gsd = prep.scene.gsd_m * prep.scene.shape[1] / int(prep.work.shape.x)
+        tasks = [replace(t, gsd_m=gsd) if isinstance(t, BaselineTask) else t for t in tasks]
+    return tasks[0] if len(tasks) == 1 else MultiTask(tuple(tasks), prep.band_pos)
+
+
+def _make_sink(
+    cfg: RunConfig, r: ResolvedModel, stage: Path, scene: Scene, plan: Plan, several: bool
+) -> _Sink:
+    tags = {"GEOSEG_MODEL_SHA256": r.sha256}
+    if r.meta.task == "buildings":
+        from geoseg.building_outputs import BuildingOutputs  # scipy/scikit-image: building runs only
+
+        building_id = next(c.id for c in r.meta.classes if c.name == "building")
+        sink: _Sink = BuildingOutputs(
+            stage, stage / GPKG, scene.geobox, scene.gsd_m, building_id, tags, plan.blocks
+        )
+        if cfg.confidence:  # beside land cover's, the building probabilities get their own name
+            sink.keep_confidence = stage / (f"buildings_{CONFIDENCE_TIF}" if several else CONFIDENCE_TIF)
+        return sink
+    return _LandcoverSink(stage, stage / GPKG, scene, r.meta, tags, cfg.confidence)
+
+
+def _open_stage(cfg: RunConfig, fp: str) -> Path:
+    """The run's staging folder: an interrupted run's partial outputs go, its finished blocks stay."""
+    stage = stage_path(cfg.out, fp)
+    clean_stale(cfg.out, keep=stage)  # staging folders of other inputs, half-committed leftovers
+    try:
+        stage.mkdir(parents=True, exist_ok=True)
+        for p in stage.iterdir():
+            if p.name != BLOCKS_DIR:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"{cfg.out}: cannot prepare its staging folder {stage.name}: {exc.strerror}"
+        ) from None
+    return stage
+
+
+def _locked_run(
+    cfg: RunConfig, prep: _Prepared, notify, cluster: ClusterStart, interrupts: Interrupts
+) -> RunSummary:
+    """The run itself, with the output lock held."""
+    done, why = check_output(cfg.out, prep.fp, cfg.overwrite)
+    if done:
         notify(f"{cfg.out}: already complete for these inputs; nothing to do (--overwrite to redo)")
         return RunSummary(out=cfg.out, skipped=True)
+    if why:
+        notify(f"note: {cfg.out}: {why}; running again")
 
     # inputs are good: workers start while the plan and output files are prepared
-    cluster.start(
-        torch_free=not cluster.reuse
-        and (resolved.baseline or runs_without_torch(str(cfg.model), cfg.device, cfg.engine))
+    torch_free = all(
+        r.baseline or runs_without_torch(str(m), cfg.device, cfg.engine)
+        for m, r in zip(prep.models, prep.resolved, strict=True)
     )
-    plan = make_plan(scene, bands, work, cfg.tile, overlap, cfg.batch, cfg.block)
-    model = resolved.task(cfg, scene)
-    crs_wkt = scene.geobox.crs.to_wkt()
-    tags = {"GEOSEG_MODEL_SHA256": model_sha}
-    seams = SeamMerger(*scene.shape)  # holds seam polygons only until their block rows are merged
+    cluster.start(torch_free=not cluster.reuse and torch_free)
+    scene = prep.scene
+    plan = make_plan(scene, prep.bands, prep.work, cfg.tile, prep.overlap, cfg.batch, cfg.block)
+    task = _worker_task(cfg, prep)
+    several = isinstance(task, MultiTask)
     mmu_px = mmu_pixels(cfg.mmu_m2, scene.gsd_m)
-    siever = BlockSiever(plan.blocks, *scene.shape, mmu_px) if mmu_px > 1 else None
-
-    with staging_dir(cfg.out) as stage:
-        gpkg = stage / GPKG
-        if meta.task == "buildings":
-            from geoseg.building_outputs import BuildingOutputs  # scipy/scikit-image: building runs only
-
-            building_id = next(i for i, n in names.items() if n == "building")
-            sink: _Sink = BuildingOutputs(
-                stage, gpkg, scene.geobox, scene.gsd_m, building_id, tags, plan.blocks
-            )
-            if cfg.confidence:
-                sink.keep_confidence = stage / CONFIDENCE_TIF
-        else:
-            sink = _LandcoverSink(stage, gpkg, scene, meta, tags, cfg.confidence)
+    stage = _open_stage(cfg, prep.fp)
+    products: list[_Product] = []
+    try:
+        for m, r in enumerate(prep.resolved):
+            store = BlockStore(stage, prep.fp, len(plan.blocks), sub=str(m) if several else "")
+            sink = _make_sink(cfg, r, stage, scene, plan, several)
+            siever = BlockSiever(plan.blocks, *scene.shape, mmu_px) if mmu_px > 1 else None
+            products.append(_Product(sink, store, SeamMerger(*scene.shape), siever))
+        saved = sorted(set.intersection(*(set(p.store.done()) for p in products)))
+        if saved:
+            notify(f"resuming: {len(saved)} of {len(plan.blocks)} blocks were finished by an interrupted run")
+        labelled = [0]  # output pixels with a class (not nodata)
+        mmu_s = [0.0]
+        replayed = set(saved)
         bar = tqdm(total=len(plan.grid), unit="tile", desc=scene.path.name, disable=not cfg.progress)
 
-        def finished_block(res: BlockResult) -> None:
-            sink.add_block(plan.blocks[res.index], res)
-            merged = seams.add(res.polygons)
-            sink.add_polygons(merged)
-            if merged and not cluster.model_in_this_process:
+        def finished_block(product: _Product, res: BlockResult) -> bool:
+            product.sink.add_block(plan.blocks[res.index], res)
+            merged = product.seams.add(res.polygons)
+            product.sink.add_polygons(merged)
+            return bool(merged)
+
+        def on_block(res: BlockResult | MultiBlock) -> None:
+            parts = res.parts if isinstance(res, MultiBlock) else (res,)
+            merged_any = False
+            for product, part in zip(products, parts, strict=True):
+                if part.index not in replayed:
+                    product.store.save(part)  # durable before it counts: a rerun replays it
+                labelled[0] += int(np.count_nonzero(part.labels != NODATA))
+                if product.siever is None:
+                    merged_any |= finished_block(product, part)
+                    continue
+                product.held[part.index] = part
+                for i in product.siever.add(part.index, part.labels):
+                    mosaic, core = product.siever.window_of(i)
+                    product.siever.done(i)
+                    sieved = sieved_block(product.held.pop(i), mosaic, core, mmu_px, plan.blocks[i], scene)
+                    mmu_s[0] += sieved.vectorize_s
+                    merged_any |= finished_block(product, sieved)
+            if merged_any and not cluster.model_in_this_process:
                 release_free_memory()  # about once per block row: the blocks' results left the heap free
 
-        held: dict[int, BlockResult] = {}  # blocks waiting for their MMU halo
-        mmu_s = [0.0]
-
-        def on_block(res: BlockResult) -> None:
-            if siever is None:
-                return finished_block(res)
-            held[res.index] = res
-            for i in siever.add(res.index, res.labels):
-                mosaic, core = siever.window_of(i)
-                siever.done(i)
-                done = sieved_block(held.pop(i), mosaic, core, mmu_px, plan.blocks[i], scene)
-                mmu_s[0] += done.vectorize_s
-                finished_block(done)
+        def load_saved(b: int) -> BlockResult | MultiBlock:
+            parts = tuple(p.store.load(b) for p in products)
+            if not several:
+                return parts[0]
+            return MultiBlock(b, parts, combined_stats(parts), 0.0, 0.0)
 
         try:
             with cluster.client() as client:
                 timings = execute(
                     plan,
                     client,
-                    model,
+                    task,  # type: ignore[arg-type]
                     cfg.blend,
-                    on_block,
+                    on_block,  # type: ignore[arg-type]
                     on_tiles=bar.update,
-                    with_confidence=sink.wants_confidence,
+                    with_confidence=any(p.sink.wants_confidence for p in products),
+                    saved=saved,
+                    load_saved=load_saved,  # type: ignore[arg-type]
+                    **({"predict": predict_multi, "stitch": stitch_multi} if several else {}),
                 )
             bar.close()
             t_last_block = time.perf_counter()
             if not cluster.reuse:
                 cluster.begin_close()  # workers stop while the outputs are finished
-            sink.blocks_done()
-            in_blocks_s = seams.merge_s  # spent in on_block, which counts as writing so far
-            sink.add_polygons(seams.finish())
-            timings.vectorize_s += seams.merge_s
+            for product in products:
+                product.sink.blocks_done()
+            in_blocks_s = sum(p.seams.merge_s for p in products)  # counted as writing so far
+            for product in products:
+                product.sink.add_polygons(product.seams.finish())
+            timings.vectorize_s += sum(p.seams.merge_s for p in products)
             timings.write_s -= in_blocks_s
             t_write = time.perf_counter()
-            sink.finish()
+            for product in products:
+                product.sink.finish()
             timings.write_s += time.perf_counter() - t_write
         except BaseException:
-            sink.abort()
+            for product in products:
+                product.sink.abort()
             raise
-        finished = datetime.now(timezone.utc)
-        total = time.perf_counter() - t_start
-        item = build_run_item(
-            item_id=f"{scene.path.stem}-{acquired or 'undated'}-{meta.task}-{fp[:8]}",
-            scene_path=scene.path,
-            scene_crs=crs_wkt,
-            scene_bounds=tuple(scene.geobox.extent.boundingbox),
-            scene_shape=scene.shape,
-            scene_transform=scene.geobox.affine,
-            assets=sink.assets(),
-            parameters=cfg.model_dump(mode="json", exclude={"overwrite", "progress"})
-            | {
-                "bands": bands,
-                "work_grid": None if work is None else [int(work.shape.y), int(work.shape.x)],
-                **timings.inference_record(),
-                "fingerprint": fp,
-                "mmu_pixels": mmu_px,
-            },
-            model={"path": str(cfg.model), "sha256": model_sha, "metadata": meta.model_dump(mode="json")},
-            timing=timings.durations()
-            | {
-                "total_s": total,
-                "tiles": len(plan.grid),
-                # to the first predicted batch (cluster, model load, first forward); after the last block
-                "start_s": timings.first_batch_at - t_start_wall
-                if timings.first_batch_at is not None
-                else t_last_block - t_start,
-                "finish_s": time.perf_counter() - t_last_block,
-                "mmu_s": mmu_s[0],
-            },
-            started=started,
-            finished=finished,
-            out_dir=cfg.out.resolve(),
-            acquired=acquired,
-        )
-        item.properties["geoseg:fingerprint"] = fp
-        item.properties["geoseg:date_source"] = date_source
-        _describe_assets(item, meta, scene.gsd_m)
-        write_item(item, stage / RUN_FILE)
+        if labelled[0] == 0 and timings.tiles_predicted > 0:
+            raise SceneError(
+                f"{scene.path}: every output pixel came out nodata although {timings.tiles_predicted} "
+                "tiles had valid pixels; not writing an empty result"
+            )
+        verify_geopackage(stage / GPKG, {p.sink.layer: p.sink.polygons for p in products})
+        for product in products:
+            product.store.remove()
+        item = _run_item(cfg, prep, plan, [p.sink for p in products], timings, t_last_block, mmu_px, mmu_s[0])
+        item.properties[OUTPUTS_KEY] = output_records(stage)
+        with interrupts.critical():
+            write_item(item, stage / RUN_FILE)
+            commit(stage, cfg.out)
+    except InterruptedRun as exc:
+        kept = len(products[0].store.done()) if products and products[0].store.dir.is_dir() else 0
+        raise InterruptedRun(
+            exc.signum,
+            f"{exc}; {kept} of {len(plan.blocks)} blocks are kept in {stage}: "
+            "rerun the same command to resume",
+        ) from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     return RunSummary(
         out=cfg.out,
         skipped=False,
         tiles=len(plan.grid),
         tiles_skipped=timings.tiles_skipped,
-        polygons=sink.polygons,
-        seconds=total,
-        notice=notice,
+        polygons=sum(p.sink.polygons for p in products),
+        seconds=item.properties["geoseg:timing"]["total_s"],
+        notice=prep.notice,
     )
 
 
+def _run_item(
+    cfg: RunConfig,
+    prep: _Prepared,
+    plan: Plan,
+    sinks: list[_Sink],
+    timings: Timings,
+    t_last_block: float,
+    mmu_px: float,
+    mmu_s: float,
+):
+    """The run's STAC Item (assets of every product, parameters, models, timing)."""
+    scene, resolved = prep.scene, prep.resolved
+    assets: dict = {}
+    for sink in sinks:
+        for key, value in sink.assets().items():
+            if key in assets:  # the shared GeoPackage
+                value = (*value[:3], f"{assets[key][3]}; {value[3]}")
+            assets[key] = value
+    parameters = cfg.model_dump(mode="json", exclude={"overwrite", "progress"}) | {
+        "bands": prep.bands,
+        "work_grid": None if prep.work is None else [int(prep.work.shape.y), int(prep.work.shape.x)],
+        **timings.inference_record(),
+        "fingerprint": prep.fp,
+        "mmu_pixels": mmu_px,
+    }
+    model: dict[str, Any] = {"path": str(prep.models[0]), "sha256": prep.model_sha}
+    if len(resolved) == 1:
+        model["metadata"] = resolved[0].meta.model_dump(mode="json")
+    else:
+        parameters |= {
+            "models": [str(m) for m in prep.models],
+            "bands_per_model": [r.bands for r in resolved],
+            "overlap_used": prep.overlap,
+        }
+        model["path"] = " + ".join(map(str, prep.models))
+        model["models"] = [
+            {"path": str(m), "sha256": r.sha256, "metadata": r.meta.model_dump(mode="json")}
+            for m, r in zip(prep.models, resolved, strict=True)
+        ]
+    total = time.perf_counter() - prep.t_start
+    item = build_run_item(
+        item_id=f"{scene.path.stem}-{prep.acquired or 'undated'}-{prep.tasks}-{prep.fp[:8]}",
+        scene_path=scene.path,
+        scene_crs=scene.geobox.crs.to_wkt(),
+        scene_bounds=tuple(scene.geobox.extent.boundingbox),
+        scene_shape=scene.shape,
+        scene_transform=scene.geobox.affine,
+        assets=assets,
+        parameters=parameters,
+        model=model,
+        timing=timings.durations()
+        | {
+            "total_s": total,
+            "tiles": len(plan.grid),
+            # to the first predicted batch (cluster, model load, first forward); after the last block
+            "start_s": timings.first_batch_at - prep.t_start_wall
+            if timings.first_batch_at is not None
+            else t_last_block - prep.t_start,
+            "finish_s": time.perf_counter() - t_last_block,
+            "mmu_s": mmu_s,
+        },
+        started=prep.started,
+        finished=datetime.now(timezone.utc),
+        out_dir=cfg.out.resolve(),
+        acquired=prep.acquired,
+    )
+    item.properties["geoseg:fingerprint"] = prep.fp
+    item.properties["geoseg:date_source"] = prep.date_source
+    for r in resolved:
+        _describe_assets(item, r.meta, scene.gsd_m)
+    return item
+
+
+def verify_geopackage(path: Path, features: dict[str, int]) -> None:
+    """The GeoPackage opens, passes SQLite's quick check, and each layer holds its number of features."""
+    import sqlite3
+
+    import pyogrio
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            status = con.execute("PRAGMA quick_check").fetchone()[0]
+        found = {layer: pyogrio.read_info(path, layer=layer)["features"] for layer in features}
+    except Exception as exc:  # noqa: BLE001 - any failure to read it back is a failed write
+        raise OutputError(f"cannot write {path}: it does not read back ({exc})") from None
+    if status != "ok" or found != features:
+        raise OutputError(f"cannot write {path}: it reads back damaged ({status}, {found} of {features})")
 
 
 def sieved_block(
@@ -266,7 +532,7 @@ def sieved_block(
         scene_height=sh,
         scene_width=sw,
     )
-    res.labels, res.polygons = labels, polys
+    res = replace(res, labels=labels, polygons=polys)
     res.vectorize_s = time.perf_counter() - t0  # the client's time for the MMU (counted in geoseg:timing)
     return res
 
@@ -274,20 +540,22 @@ def sieved_block(
 def _describe_assets(item, meta: CheckpointMeta, gsd_m: float) -> None:
     """STAC classification + raster band info of the run's rasters."""
     classes = [(c.id, c.name, c.color) for c in meta.classes]
-    if "landcover" in item.assets:
+    if meta.task != "buildings" and "landcover" in item.assets:
         add_class_extensions(item, "landcover", classes, "uint8", NODATA, gsd_m)
-    if "buildings" in item.assets:
+    if meta.task == "buildings" and "buildings" in item.assets:
         add_class_extensions(item, "buildings", None, "uint32", 0, gsd_m)
-    if "confidence" in item.assets:
-        add_class_extensions(item, "confidence", None, "uint8", None, gsd_m)
+    for key in ("confidence", "buildings_confidence"):
+        if key in item.assets:
+            add_class_extensions(item, key, None, "uint8", None, gsd_m)
 
 
 class _Sink:
-    """Where a run's finished blocks and polygons go (one kind per model task; the building one is
-    ``geoseg.building_outputs.BuildingOutputs``)."""
+    """Where a product's finished blocks and polygons go: ``_LandcoverSink`` here, the building one is
+    ``geoseg.building_outputs.BuildingOutputs``."""
 
     wants_confidence = False
     polygons = 0
+    layer = ""  # its GeoPackage layer
 
     def add_block(self, block: Window, res: BlockResult) -> None: ...
     def blocks_done(self) -> None: ...  # the last block is in (the seam polygons come next)
@@ -298,7 +566,10 @@ class _Sink:
 
 
 class _LandcoverSink(_Sink):
-    """landcover.tif (class ids, colour table) + the ``landcover`` layer with every class's polygons."""
+    """landcover.tif (class ids, colour table, category names) + the ``landcover`` layer with every class's
+    polygons, and ``confidence.tif`` when asked."""
+
+    layer = "landcover"
 
     def __init__(
         self,
@@ -316,12 +587,10 @@ class _LandcoverSink(_Sink):
         self.names = {c.id: c.name for c in meta.classes}
         self.pending: list = []  # final polygons not yet written (memory holds these and the seam ones)
         self.raster_done: Future[None] | None = None
+        grid: dict[str, Any] = dict(crs=self.crs_wkt, transform=scene.geobox.affine, width=w, height=h)
         self.writer = BlockCOGWriter(
             stage / LANDCOVER_TIF,
-            crs=self.crs_wkt,
-            transform=scene.geobox.affine,
-            width=w,
-            height=h,
+            **grid,
             dtype="uint8",
             nodata=NODATA,
             colormap={c.id: c.rgb for c in meta.classes},
@@ -332,10 +601,7 @@ class _LandcoverSink(_Sink):
         self.conf_writer = (
             BlockCOGWriter(
                 stage / CONFIDENCE_TIF,
-                crs=self.crs_wkt,
-                transform=scene.geobox.affine,
-                width=w,
-                height=h,
+                **grid,
                 dtype="uint8",
                 nodata=None,
                 tags=tags,
@@ -366,7 +632,7 @@ class _LandcoverSink(_Sink):
         transaction per append, so appends of a single block's polygons cost twice as much)."""
         if self.pending or self.polygons == 0:
             frame = polygons_to_frame(self.pending, self.names, self.crs_wkt)
-            write_layer(frame, self.gpkg, "landcover", append=self.polygons > 0)
+            write_layer(frame, self.gpkg, self.layer, append=self.polygons > 0)
             self.polygons += len(frame)
         self.pending = []
 
@@ -377,9 +643,9 @@ class _LandcoverSink(_Sink):
         self.writer.close()  # no-op once closed
         if self.conf_writer is not None:
             self.conf_writer.close()
-        write_category_sidecar(self.writer.path, [(c.id, c.name, c.color) for c in self.meta.classes])
-        qml = categorized_polygon_qml("class_id", [(c.id, c.name, c.color) for c in self.meta.classes])
-        write_layer_styles(self.gpkg, "landcover", qml, "landcover")
+        classes = [(c.id, c.name, c.color) for c in self.meta.classes]
+        write_category_sidecar(self.writer.path, classes)
+        write_layer_styles(self.gpkg, self.layer, categorized_polygon_qml("class_id", classes), self.layer)
 
     def abort(self) -> None:
         if self.raster_done is not None:
@@ -401,3 +667,4 @@ class _LandcoverSink(_Sink):
                 "Winning-class probability x 255",
             )
         return out
+

@@ -5,7 +5,9 @@ imports and input checks instead of delaying the first forward pass.
 """
 
 import importlib
+import multiprocessing
 import os
+import signal
 
 from geoseg.ov_predictor import WORKER_TORCH_ENV
 
@@ -17,4 +19,12 @@ for _name in (*_torch, "openvino"):
     try:
         importlib.import_module(_name)
     except ImportError:  # the task that needs it reports the problem
+        pass
+
+# Ctrl-C reaches the whole process group: the client shuts the workers down itself, with one line,
+# so worker processes (not an in-process worker, which shares the client's process) ignore SIGINT
+if multiprocessing.parent_process() is not None:
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: cannot change handlers here
         pass

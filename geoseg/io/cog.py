@@ -3,11 +3,18 @@
 Blocks go into a hidden, tiled, deflate-compressed GeoTIFF next to the target (memory stays bounded by GDAL's
 block cache); on success GDAL's COG driver copies it to the target with overviews (it keeps the colour table,
 the band description, nodata and the metadata tags), through a second hidden file and an atomic rename.
+
+Every write is checked: libtiff can report a full disk on stderr only (GDAL never hears of it, and blocks
+it failed to write read back as nodata), so before the rename the COG is re-opened, its grid, data type
+and every written window are compared with what was written (a digest per window), and GDAL errors
+logged meanwhile fail the write.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -108,6 +115,8 @@ class BlockCOGWriter:
             self._cleanup()
             raise OutputError(f"cannot create {self._tmp}: {exc}") from exc
         self._done = False
+        self._crs, self._transform, self._nodata = self._ds.crs, transform, nodata
+        self._digests: dict[tuple[int, int, int, int], bytes] = {}  # window -> digest of its pixels
 
     def __enter__(self) -> BlockCOGWriter:
         return self
@@ -139,17 +148,24 @@ class BlockCOGWriter:
                 if arr.min() < info.min or arr.max() > info.max:
                     raise OutputError(f"{self.path.name}: block values do not fit {self.dtype}")
             arr = arr.astype(self.dtype)
-        self._ds.write(arr, 1, window=Window(col_off, row_off, w, h))
+        try:
+            self._ds.write(arr, 1, window=Window(col_off, row_off, w, h))
+        except Exception as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+        self._digests[(row_off, col_off, h, w)] = _digest(arr)
 
     def close(self) -> None:
         """Finish: convert the temporary GeoTIFF into the COG at ``path`` and remove the temporary files."""
         if self._done:
             return
         self._done = True
+        errors = _GdalErrors()
         try:
-            self._ds.close()
+            with errors:
+                self._ds.close()
+            errors.check(self._tmp)
             # a few rows of blocks are all the copy needs; GDAL's default cache (5 % of RAM) would fill up
-            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=COPY_CACHE_MB):
+            with errors, rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=COPY_CACHE_MB):
                 rasterio.shutil.copy(
                     self._tmp,
                     self._tmp_cog,
@@ -160,11 +176,28 @@ class BlockCOGWriter:
                     BIGTIFF="IF_SAFER",
                     NUM_THREADS="ALL_CPUS",
                 )
+            errors.check(self._tmp_cog)
+            self._verify(self._tmp_cog)
             os.replace(self._tmp_cog, self.path)
+        except OutputError:
+            raise
         except Exception as exc:
             raise OutputError(f"cannot write {self.path}: {exc}") from exc
         finally:
             self._cleanup()
+
+    def _verify(self, path: Path) -> None:
+        """Re-open the written COG: grid, data type, nodata and every written window as written."""
+        with rasterio.open(path) as ds:
+            if (ds.width, ds.height, ds.count) != (self.width, self.height, 1):
+                raise OutputError(f"{path.name} reads back as {ds.width}x{ds.height}x{ds.count}")
+            if ds.dtypes[0] != self.dtype.name or ds.crs != self._crs or ds.nodata != self._nodata:
+                raise OutputError(f"{path.name} reads back with another data type, CRS or nodata")
+            if not ds.transform.almost_equals(self._transform, precision=1e-9):
+                raise OutputError(f"{path.name} reads back with another geotransform")
+            for (r, c, h, w), digest in self._digests.items():
+                if _digest(ds.read(1, window=Window(c, r, w, h))) != digest:
+                    raise OutputError(f"{path.name}: window at row {r}, col {c} reads back differently")
 
     def abort(self) -> None:
         """Drop everything written so far; ``path`` is not created or changed."""
@@ -181,3 +214,29 @@ class BlockCOGWriter:
         for p in (self._tmp, self._tmp_cog):
             for q in (p, p.with_name(p.name + ".aux.xml"), p.with_name(p.name + ".ovr")):
                 q.unlink(missing_ok=True)
+
+
+def _digest(arr: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(arr).data, digest_size=16).digest()
+
+
+class _GdalErrors(logging.Handler):
+    """Collects the GDAL errors rasterio logs (CPLE_* at ERROR level) while active."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> _GdalErrors:
+        logging.getLogger("rasterio").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("rasterio").removeHandler(self)
+
+    def check(self, path: Path) -> None:
+        if self.messages:
+            raise OutputError(f"cannot write {path}: {self.messages[0]}")

@@ -152,17 +152,37 @@ def read_window(
     """
     src = _dataset(path, work_geobox)
     rio_window = window_to_rio(window)
-    data = src.read(bands, window=rio_window)
-    if work_geobox is None and sorted(bands) == list(range(1, src.count + 1)):
-        valid = _valid_from_data(src, data)
-        if valid is not None:
-            return data, valid
-    return data, _valid_mask(src, rio_window)
+    try:
+        data = src.read(bands, window=rio_window)
+        if work_geobox is None and sorted(bands) == list(range(1, src.count + 1)):
+            valid = _valid_from_data(src, data)
+            if valid is not None:
+                return data, valid
+        return data, _valid_mask(src, rio_window)
+    except RasterioIOError as exc:
+        error = _decode_error(path, window, exc, work_geobox is not None)
+    raise error  # outside the handler: no GDAL exception chained (workers pickle the chain)
 
 
 def read_valid_mask(path: str | os.PathLike[str], window: Window) -> np.ndarray:
     """Validity mask of ``window`` on the scene grid (nodata, alpha or internal masks)."""
-    return _valid_mask(_dataset(path), window_to_rio(window))
+    try:
+        return _valid_mask(_dataset(path), window_to_rio(window))
+    except RasterioIOError as exc:
+        error = _decode_error(path, window, exc, False)
+    raise error
+
+
+def _decode_error(path, window: Window, exc: Exception, resampled: bool) -> SceneError:
+    """One line naming the file and the window whose pixels GDAL could not read (raised outside the
+    ``except`` block, so that the unpicklable GDAL exception is not its ``__context__``)."""
+    inner = exc.__cause__ or exc.__context__  # rasterio's "Read failed" wraps GDAL's own message
+    reason = " ".join(str(inner or exc).split())[:200] or type(exc).__name__
+    grid = " of the resampled grid" if resampled else ""
+    return SceneError(
+        f"{path}: cannot read the pixels of window rows {window.row_off}-{window.row_stop}, "
+        f"cols {window.col_off}-{window.col_stop}{grid} (corrupt or truncated data: {reason})"
+    )
 
 
 def _valid_mask(src, window: RioWindow) -> np.ndarray:

@@ -76,6 +76,9 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not match {meta.arch}/{meta.encoder}: {exc}") from None
+        detail = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc).strip())
+        raise CheckpointError(
+            f"{path}: weights do not fit its architecture {meta.arch}/{meta.encoder} ({detail[:200]})"
+        ) from None
     model.eval().to(device)
     return Checkpoint(model=model, meta=meta, sha256=file_sha256(path), path=path)

@@ -111,6 +111,9 @@ def rasterize_polygons(
     if not np.isfinite(polys.total_bounds).all():
         raise LabelError(f"{path}: labels do not reproject to finite coordinates in the image CRS")
     extent = box(*geobox.extent.boundingbox)
+    invalid = ~polys.geometry.is_valid  # self-intersecting outlines: repaired, GEOS cannot clip them
+    if invalid.any():
+        polys = polys.set_geometry(polys.geometry.where(~invalid, polys.geometry[invalid].make_valid()))
     polys = polys[polys.intersects(extent)]
     if polys.empty:
         raise LabelError(f"{path}: no label polygon overlaps the image extent")

@@ -55,21 +55,38 @@ def _local_cluster(cfg: ClusterConfig, torch_free: bool = False) -> LocalCluster
     # worker-side traceback of a task's error) are noise here: task errors reach the client, which
     # reports them in one line; set for the process, as in-process workers may still log while closing
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    env = worker_environ(cfg, torch_free)
     settings = {
-        "distributed.nanny.pre-spawn-environ": worker_environ(cfg, torch_free),
+        "distributed.nanny.pre-spawn-environ": env,
         # Dask's statistical profiler samples every worker thread 100 times a second for a dashboard
         # that embedded clusters do not serve (≈ 1 % of a 2-core run's CPU in a py-spy profile)
         "distributed.worker.profile.enabled": False,
     }
-    with dask.config.set(settings):
-        return LocalCluster(
-            n_workers=cfg.resolved_workers(),
-            threads_per_worker=cfg.threads_per_worker,
-            processes=cfg.processes,
-            dashboard_address=None,
-            silence_logs=logging.CRITICAL,
-            preload=[WORKER_PRELOAD],
-        )
+    # distributed lets the parent's environment override this config and writes the values it used into
+    # the parent's environment (distributed.nanny), so a second cluster of this process would inherit the
+    # first one's: ours are set for the start and the parent's own restored afterwards
+    parent = {k: os.environ.get(k) for k in env} if cfg.processes else {}
+    os.environ.update({k: env[k] for k in parent})
+    try:
+        with dask.config.set(settings):
+            return _start_local_cluster(cfg)
+    finally:
+        for k, v in parent.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _start_local_cluster(cfg: ClusterConfig) -> LocalCluster:
+    return LocalCluster(
+        n_workers=cfg.resolved_workers(),
+        threads_per_worker=cfg.threads_per_worker,
+        processes=cfg.processes,
+        dashboard_address=None,
+        silence_logs=logging.CRITICAL,
+        preload=[WORKER_PRELOAD],
+    )
 
 
 class ClusterStart:

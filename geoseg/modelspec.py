@@ -176,6 +176,8 @@ def resolve_model(cfg: RunConfig, scene: Scene, model: str | Path | None = None)
 
         return ResolvedModel(meta, file_sha256(geoseg.baseline.__file__), bands, roles, True)
     meta = read_meta(model)
+    if meta.task == "buildings" and "building" not in {c.name for c in meta.classes}:
+        raise ModelMismatchError(f"{model}: a buildings model needs a class named 'building'")
     bands = select_bands(scene, meta, cfg.bands, cfg.band_names)
     check_value_range(scene, meta, bands)
     return ResolvedModel(meta, file_sha256(model), bands, None, False)

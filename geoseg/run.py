@@ -181,9 +181,6 @@ def _prepare(cfg: RunConfig, notify) -> _Prepared:
             f"{', '.join(map(str, models))}: one run writes one product per task ({', '.join(tasks)}); "
             "run models of the same task separately"
         )
-    for m, r in zip(models, resolved, strict=True):
-        if r.meta.task == "buildings" and "building" not in {c.name for c in r.meta.classes}:
-            raise ModelMismatchError(f"{m}: a buildings model needs a class named 'building'")
     overlap = max(r.meta.overlap for r in resolved) if cfg.overlap is None else cfg.overlap
     try:
         check_overlap(overlap, cfg.tile)

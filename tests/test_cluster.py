@@ -39,3 +39,15 @@ def test_in_process_worker_runs_in_this_process():
     with dask_client(ClusterConfig(processes=False, threads_per_worker=1)) as client:
         pids = set(client.run(os.getpid).values())
     assert pids == {os.getpid()}
+
+
+def test_a_second_cluster_of_the_process_gets_its_own_settings():
+    """distributed writes the settings it started workers with into the parent's environment and prefers
+    them over the config: a later cluster in the same process (a workflow, a test session) must still
+    start its workers with its own thread count, and the parent keeps its own environment."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    for threads in (2, 1):
+        cfg = ClusterConfig(workers=1, threads_per_worker=1, torch_threads=threads)
+        with dask_client(cfg) as client:
+            assert list(client.run(_env).values())[0]["OMP_NUM_THREADS"] == str(threads)
+    assert os.environ.get("OMP_NUM_THREADS") == before

@@ -29,14 +29,17 @@ BLOCKS_DIR = ".blocks"
 PLAN_FILE = "plan.json"
 
 
-class BlockStore:
-    """The saved blocks of one run (``key``: its fingerprint) in its staging folder (``sub``: a sub-folder
-    per model where one run has several)."""
+FORMAT = 2  # of the block files: every model's part of a block in one file
 
-    def __init__(self, stage: Path, key: str, n_blocks: int, sub: str = "") -> None:
-        self.dir = stage / BLOCKS_DIR / sub if sub else stage / BLOCKS_DIR
+
+class BlockStore:
+    """The saved blocks of one run (``key``: its fingerprint) in its staging folder; a block file holds
+    the results of each of the run's models for that block."""
+
+    def __init__(self, stage: Path, key: str, n_blocks: int) -> None:
+        self.dir = stage / BLOCKS_DIR
         self.n_blocks = n_blocks
-        plan = {"fingerprint": key, "blocks": n_blocks}
+        plan = {"fingerprint": key, "blocks": n_blocks, "format": FORMAT}
         try:
             same = json.loads((self.dir / PLAN_FILE).read_text()) == plan
         except (OSError, ValueError):
@@ -59,7 +62,7 @@ class BlockStore:
             if p.stem.isdigit() and int(p.stem) < self.n_blocks:
                 try:
                     with np.load(p, allow_pickle=False) as z:
-                        if "label_values" in z.files and "meta" in z.files:
+                        if "meta" in z.files:
                             found.append(int(p.stem))
                             continue
                 except (OSError, ValueError, EOFError):
@@ -67,65 +70,34 @@ class BlockStore:
                 p.unlink(missing_ok=True)
         return sorted(found)
 
-    def save(self, res: BlockResult) -> None:
-        polys = res.polygons
-        arrays: dict[str, np.ndarray] = dict(
-            zip(("label_starts", "label_values"), _rle(res.labels), strict=True)
-        )
-        arrays["label_shape"] = np.array(res.labels.shape, np.int64)
-        if res.confidence is not None:
-            arrays["confidence"] = res.confidence
-        for name in ("interior", "seam"):
-            items = getattr(polys, name)
-            wkb = shapely.to_wkb(np.array([g for g, _ in items] or [], dtype=object)) if items else []
-            arrays[f"{name}_wkb"] = np.frombuffer(b"".join(wkb), np.uint8)
-            arrays[f"{name}_len"] = np.array([len(b) for b in wkb], np.int64)
-            arrays[f"{name}_val"] = np.array([v for _, v in items], np.int64)
-        arrays["transform"] = np.array(tuple(polys.transform)[:6], np.float64)
-        if polys.window is not None:
-            arrays["window"] = np.array(polys.window, np.int64)
-        if polys.saddles is not None:
-            arrays["saddles"] = np.asarray(polys.saddles)
-        meta = {
-            "index": res.index,
-            "stitch_s": res.stitch_s,
-            "vectorize_s": res.vectorize_s,
-            "batches": [asdict(b) for b in res.batches],
-        }
+    def save(self, parts: tuple[BlockResult, ...]) -> None:
+        """Save one block's results (one per model of the run) durably."""
+        arrays: dict[str, np.ndarray] = {}
+        meta = []
+        for m, res in enumerate(parts):
+            arrays |= {f"p{m}_{k}": v for k, v in _block_arrays(res).items()}
+            meta.append(
+                {
+                    "index": res.index,
+                    "stitch_s": res.stitch_s,
+                    "vectorize_s": res.vectorize_s,
+                    "batches": [asdict(b) for b in res.batches],
+                }
+            )
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # uncompressed: zlib took ~70 ms a block of the client's time
+        index = parts[0].index
         try:
-            durable_write_bytes(self._path(res.index), buf.getvalue())
+            durable_write_bytes(self._path(index), buf.getvalue())
         except OSError as exc:
-            raise OutputError(f"cannot save block {res.index} in {self.dir}: {exc.strerror}") from None
+            raise OutputError(f"cannot save block {index} in {self.dir}: {exc.strerror}") from None
 
-    def load(self, index: int) -> BlockResult:
+    def load(self, index: int) -> tuple[BlockResult, ...]:
         with np.load(self._path(index), allow_pickle=False) as z:
-            meta = json.loads(z["meta"].tobytes())
-            fields = {}
-            for name in ("interior", "seam"):
-                buf, lens, vals = z[f"{name}_wkb"].tobytes(), z[f"{name}_len"], z[f"{name}_val"]
-                ends = np.cumsum(lens)
-                wkb = [buf[e - n : e] for e, n in zip(ends.tolist(), lens.tolist(), strict=True)]
-                geoms = shapely.from_wkb(np.array(wkb, dtype=object)).tolist() if wkb else []
-                fields[name] = list(zip(geoms, vals.tolist(), strict=True))
-            polys = BlockPolygons(
-                fields["interior"],
-                fields["seam"],
-                Affine(*z["transform"].tolist()),
-                tuple(z["window"].tolist()) if "window" in z else None,
-                z["saddles"] if "saddles" in z else None,
-            )
-            return BlockResult(
-                index=meta["index"],
-                labels=_unrle(z["label_starts"], z["label_values"], tuple(z["label_shape"].tolist())),
-                polygons=polys,
-                stitch_s=meta["stitch_s"],
-                vectorize_s=meta["vectorize_s"],
-                confidence=z["confidence"] if "confidence" in z else None,
-                batches=tuple(BatchStats(**b) for b in meta["batches"]),
-            )
+            metas = json.loads(z["meta"].tobytes())
+            return tuple(_block_result({k: z[f"p{m}_{k}"] for k in _KEYS if f"p{m}_{k}" in z}, meta)
+                         for m, meta in enumerate(metas))  # fmt: skip
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -145,3 +117,56 @@ def _unrle(starts: np.ndarray, values: np.ndarray, shape: tuple[int, ...]) -> np
     size = int(np.prod(shape))
     lengths = np.diff(np.append(starts.astype(np.int64), size))
     return np.repeat(values, lengths).reshape(shape)
+
+
+_KEYS = (
+    "label_starts", "label_values", "label_shape", "confidence", "transform", "window", "saddles",
+    *(f"{name}_{part}" for name in ("interior", "seam") for part in ("wkb", "len", "val")),
+)  # fmt: skip
+
+
+def _block_arrays(res: BlockResult) -> dict[str, np.ndarray]:
+    """One model's block result as plain arrays (geometries as WKB)."""
+    polys = res.polygons
+    arrays: dict[str, np.ndarray] = dict(zip(("label_starts", "label_values"), _rle(res.labels), strict=True))
+    arrays["label_shape"] = np.array(res.labels.shape, np.int64)
+    if res.confidence is not None:
+        arrays["confidence"] = res.confidence
+    for name in ("interior", "seam"):
+        items = getattr(polys, name)
+        wkb = shapely.to_wkb(np.array([g for g, _ in items] or [], dtype=object)) if items else []
+        arrays[f"{name}_wkb"] = np.frombuffer(b"".join(wkb), np.uint8)
+        arrays[f"{name}_len"] = np.array([len(b) for b in wkb], np.int64)
+        arrays[f"{name}_val"] = np.array([v for _, v in items], np.int64)
+    arrays["transform"] = np.array(tuple(polys.transform)[:6], np.float64)
+    if polys.window is not None:
+        arrays["window"] = np.array(polys.window, np.int64)
+    if polys.saddles is not None:
+        arrays["saddles"] = np.asarray(polys.saddles)
+    return arrays
+
+
+def _block_result(z: dict[str, np.ndarray], meta: dict) -> BlockResult:
+    fields = {}
+    for name in ("interior", "seam"):
+        buf, lens, vals = z[f"{name}_wkb"].tobytes(), z[f"{name}_len"], z[f"{name}_val"]
+        ends = np.cumsum(lens)
+        wkb = [buf[e - n : e] for e, n in zip(ends.tolist(), lens.tolist(), strict=True)]
+        geoms = shapely.from_wkb(np.array(wkb, dtype=object)).tolist() if wkb else []
+        fields[name] = list(zip(geoms, vals.tolist(), strict=True))
+    polys = BlockPolygons(
+        fields["interior"],
+        fields["seam"],
+        Affine(*z["transform"].tolist()),
+        tuple(z["window"].tolist()) if "window" in z else None,
+        z["saddles"] if "saddles" in z else None,
+    )
+    return BlockResult(
+        index=meta["index"],
+        labels=_unrle(z["label_starts"], z["label_values"], tuple(z["label_shape"].tolist())),
+        polygons=polys,
+        stitch_s=meta["stitch_s"],
+        vectorize_s=meta["vectorize_s"],
+        confidence=z["confidence"] if "confidence" in z else None,
+        batches=tuple(BatchStats(**b) for b in meta["batches"]),
+    )

@@ -236,10 +236,9 @@ def check_work_shape(scene: Scene, work: GeoBox | None) -> None:
 
 @dataclass
 class _Product:
-    """One model's outputs in a run: its sink, seam merger, MMU sieve and saved blocks."""
+    """One model's outputs in a run: its sink, seam merger and MMU sieve."""
 
     sink: _Sink
-    store: BlockStore
     seams: SeamMerger
     siever: BlockSiever | None
     held: dict[int, BlockResult] = field(default_factory=dict)  # blocks waiting for their MMU halo
@@ -311,13 +310,14 @@ def _locked_run(
     mmu_px = mmu_pixels(cfg.mmu_m2, scene.gsd_m)
     stage = _open_stage(cfg, prep.fp)
     products: list[_Product] = []
+    store: BlockStore | None = None
     try:
-        for m, r in enumerate(prep.resolved):
-            store = BlockStore(stage, prep.fp, len(plan.blocks), sub=str(m) if several else "")
+        store = BlockStore(stage, prep.fp, len(plan.blocks))
+        for r in prep.resolved:
             sink = _make_sink(cfg, r, stage, scene, plan, several)
             siever = BlockSiever(plan.blocks, *scene.shape, mmu_px) if mmu_px > 1 else None
-            products.append(_Product(sink, store, SeamMerger(*scene.shape), siever))
-        saved = sorted(set.intersection(*(set(p.store.done()) for p in products)))
+            products.append(_Product(sink, SeamMerger(*scene.shape), siever))
+        saved = store.done()
         if saved:
             notify(f"resuming: {len(saved)} of {len(plan.blocks)} blocks were finished by an interrupted run")
         labelled = [0]  # output pixels with a class (not nodata)
@@ -333,10 +333,10 @@ def _locked_run(
 
         def on_block(res: BlockResult | MultiBlock) -> None:
             parts = res.parts if isinstance(res, MultiBlock) else (res,)
+            if res.index not in replayed:
+                store.save(parts)  # durable before it counts: a rerun replays it
             merged_any = False
             for product, part in zip(products, parts, strict=True):
-                if part.index not in replayed:
-                    product.store.save(part)  # durable before it counts: a rerun replays it
                 labelled[0] += int(np.count_nonzero(part.labels != NODATA))
                 if product.siever is None:
                     merged_any |= finished_block(product, part)
@@ -352,7 +352,7 @@ def _locked_run(
                 release_free_memory()  # about once per block row: the blocks' results left the heap free
 
         def load_saved(b: int) -> BlockResult | MultiBlock:
-            parts = tuple(p.store.load(b) for p in products)
+            parts = store.load(b)
             if not several:
                 return parts[0]
             return MultiBlock(b, parts, combined_stats(parts), 0.0, 0.0)
@@ -396,15 +396,14 @@ def _locked_run(
                 "tiles had valid pixels; not writing an empty result"
             )
         verify_geopackage(stage / GPKG, {p.sink.layer: p.sink.polygons for p in products})
-        for product in products:
-            product.store.remove()
+        store.remove()
         item = _run_item(cfg, prep, plan, [p.sink for p in products], timings, t_last_block, mmu_px, mmu_s[0])
         item.properties[OUTPUTS_KEY] = output_records(stage)
         with interrupts.critical():
             write_item(item, stage / RUN_FILE)
             commit(stage, cfg.out)
     except InterruptedRun as exc:
-        kept = len(products[0].store.done()) if products and products[0].store.dir.is_dir() else 0
+        kept = len(store.done()) if store is not None and store.dir.is_dir() else 0
         raise InterruptedRun(
             exc.signum,
             f"{exc}; {kept} of {len(plan.blocks)} blocks are kept in {stage}: "

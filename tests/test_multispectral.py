@@ -289,6 +289,9 @@ def test_workflow_files_take_a_baseline_and_band_names(tmp_path):
 # ---------------------------------------------------------------------------- one read, both products
 
 
+BOTH_PRODUCTS = {"landcover.tif", "landcover.tif.aux.xml", "buildings.tif", "geoseg.gpkg", "run.json"}
+
+
 def test_one_read_gives_both_products_equal_to_separate_runs(tmp_path, monkeypatch):
     """``--model landcover_rgb.pt --model buildings_rgb.pt``: every tile is read once (counted in the
     in-process worker), and each product equals its single-model run (same tiles, same overlap)."""
@@ -321,7 +324,7 @@ def test_one_read_gives_both_products_equal_to_separate_runs(tmp_path, monkeypat
         RunConfig(out=both, models=[LANDCOVER_MODEL, BUILDINGS_MODEL], **common), notify=print
     )
     assert reads == {"multi": summary.tiles, "single": 0}  # one read per tile for both models
-    assert {p.name for p in both.iterdir()} == {"landcover.tif", "buildings.tif", "geoseg.gpkg", "run.json"}
+    assert {p.name for p in both.iterdir()} == BOTH_PRODUCTS
     for model, name in [(LANDCOVER_MODEL, "landcover.tif"), (BUILDINGS_MODEL, "buildings.tif")]:
         out = tmp_path / model.stem
         run_scene(RunConfig(out=out, model=model, **common), notify=print)
@@ -362,7 +365,7 @@ def test_cli_default_run_writes_both_bundled_products(tmp_path):
     args = ["run", str(crop), "--out", str(out), "--no-progress", "--in-process"]
     res = subprocess.run([sys.executable, "-m", "geoseg", *args], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert {p.name for p in out.iterdir()} == {"landcover.tif", "buildings.tif", "geoseg.gpkg", "run.json"}
+    assert {p.name for p in out.iterdir()} == BOTH_PRODUCTS
 
 
 def test_baseline_worker_path_imports_no_torch():

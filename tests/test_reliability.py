@@ -171,7 +171,7 @@ def test_rerun_verifies_checksums_and_redoes_damaged_outputs(tmp_path, scene, re
     out = tmp_path / "out"
     shutil.copytree(reference, out)
     record = json.loads((out / "run.json").read_text())["properties"]["geoseg:outputs"]
-    assert set(record) == {"landcover.tif", "geoseg.gpkg"}
+    assert set(record) == {"landcover.tif", "landcover.tif.aux.xml", "buildings.tif", "geoseg.gpkg"}
     for name, rec in record.items():
         data = (out / name).read_bytes()
         assert rec == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
@@ -236,7 +236,8 @@ def test_concurrent_runs_on_one_out_refuse_or_wait(tmp_path, scene):
     assert waiting.returncode == 0, err_w
     assert f"waiting for geoseg pid {first.pid}" in err_w
     item = json.loads((out / "run.json").read_text())
-    assert item["assets"]["source"]["href"] == scene.resolve().as_posix()  # the waiter ran after
+    # the waiter ran after (hrefs are relative to the run folder)
+    assert (out / item["assets"]["source"]["href"]).resolve() == scene.resolve()
     assert not lock.exists() and not list(tmp_path.glob(".out.*"))
 
 

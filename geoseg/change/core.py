@@ -38,6 +38,7 @@ from geoseg.classmeta import add_class_extensions, write_category_sidecar
 from geoseg.errors import OutputExistsError
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.vector import write_layer, write_layer_styles
+from geoseg.locking import output_lock
 from geoseg.report import COG_MEDIA, GPKG_MEDIA, _jsonable, software_versions, write_item
 from geoseg.rundir import staging_dir
 from geoseg.styles import categorized_polygon_qml
@@ -160,7 +161,13 @@ def _resolve_inputs(cfg: ChangeConfig, notify) -> tuple[RunInfo, RunInfo]:
 
 
 def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
-    """Compare two dates; every check happens before ``cfg.out`` is created."""
+    """Compare two dates; every check happens before ``cfg.out`` is created. One process at a time writes
+    ``cfg.out`` (``geoseg.locking``: a second caller gets ``OutputLockedError``)."""
+    with output_lock(cfg.out, wait=False, notify=notify):
+        return _run_change(cfg, notify)
+
+
+def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
     t0 = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc)
     before, after = _resolve_inputs(cfg, notify)

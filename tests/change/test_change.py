@@ -503,3 +503,16 @@ def test_cloud_mask_time_series_picks_each_dates_band(tmp_path):
     assert unmasked.compared_m2 == pytest.approx(s.overlap_m2, rel=0.01)
     s = change(clear, clear2, tmp_path / "c2", **masks)
     assert s.compared_m2 == pytest.approx(s.overlap_m2, rel=0.01)
+
+
+def test_a_second_writer_of_one_change_folder_is_refused(tmp_path):
+    """Two processes must not write one change folder: the second gets a one-line refusal."""
+    from geoseg.change import ChangeConfig, run_change
+    from geoseg.errors import OutputLockedError
+    from geoseg.locking import output_lock
+
+    out = tmp_path / "change"
+    cfg = ChangeConfig(before=tmp_path / "a", after=tmp_path / "b", out=out)
+    with output_lock(out, wait=False), pytest.raises(OutputLockedError):
+        run_change(cfg, notify=lambda m: None)
+    assert not out.exists()

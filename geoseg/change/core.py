@@ -328,7 +328,7 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
                 width=w,
                 height=h,
                 dtype=code_dtype,
-                nodata=None,
+                nodata=0,  # no change / not compared: transparent over the imagery in a GIS
                 colormap={0: (0, 0, 0)} | colors,
                 class_names=names,
                 tags={

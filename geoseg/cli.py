@@ -43,6 +43,16 @@ def _interrupted(exc: InterruptedRun) -> NoReturn:
     _fail(str(exc), 128 + exc.signum)
 
 
+def _parse_class_map(value: str | None) -> dict[str, str] | None:
+    """``a=b,c=d`` -> {"a": "b", "c": "d"}."""
+    if value is None:
+        return None
+    pairs = [p.split("=") for p in value.split(",") if p.strip()]
+    if not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        _fail(f"--class-map must be AFTER=BEFORE class names separated by commas, got {value!r}")
+    return {a.strip(): b.strip() for a, b in pairs}
+
+
 def _parse_bands(value: str | None) -> list[int] | None:
     if value is None:
         return None
@@ -603,6 +613,11 @@ def change(
     ] = None,
     before_mask: Annotated[Path | None, typer.Option(help="raster; nonzero = exclude (e.g. clouds)")] = None,
     after_mask: Annotated[Path | None, typer.Option(help="raster; nonzero = exclude (e.g. clouds)")] = None,
+    class_map: Annotated[
+        str | None,
+        typer.Option(help="AFTER=BEFORE class names, e.g. 'grass=vegetation,trees=vegetation', for runs of "
+        "different models or class schemes"),
+    ] = None,
     model: Annotated[Path | None, typer.Option(help="checkpoint for scenes given as BEFORE/AFTER")] = None,
     bands: Annotated[
         str | None, typer.Option(help="bands of scenes given as BEFORE/AFTER, e.g. 1,2,3")
@@ -623,6 +638,7 @@ def change(
             min_confidence=min_confidence,
             before_mask=before_mask,
             after_mask=after_mask,
+            class_map=_parse_class_map(class_map),
             model=model,
             bands=_parse_bands(bands),
             resample=resample,

@@ -33,6 +33,11 @@ class ChangeConfig(BaseModel):
         None, description="raster: nonzero pixels of the before date are excluded"
     )
     after_mask: Path | None = Field(None, description="raster: nonzero pixels of the after date are excluded")
+    class_map: dict[str, str] | None = Field(
+        None,
+        description="AFTER class name -> BEFORE class name, to compare runs of different models or class "
+        "schemes (classes of the same name map to each other by default; every AFTER class must map)",
+    )
     overwrite: bool = False
     progress: bool = True
     # only used when BEFORE/AFTER are scenes: how to run them

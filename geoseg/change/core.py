@@ -33,7 +33,7 @@ from geoseg.change.buildings import match_buildings
 from geoseg.change.config import ChangeConfig
 from geoseg.change.errors import ChangeInputError
 from geoseg.change.grid import Aligned, common_grid, pixel_size_m
-from geoseg.change.runs import RunInfo, check_comparable, load_run
+from geoseg.change.runs import RunInfo, after_to_before, check_comparable, load_run
 from geoseg.classmeta import add_class_extensions, write_category_sidecar
 from geoseg.errors import OutputExistsError
 from geoseg.io.cog import BlockCOGWriter
@@ -80,7 +80,9 @@ def _fingerprint(cfg: ChangeConfig, before: RunInfo, after: RunInfo) -> str:
         "before": [before.item.get("properties", {}).get("geoseg:fingerprint"), ident(before.raster)],
         "after": [after.item.get("properties", {}).get("geoseg:fingerprint"), ident(after.raster)],
         "masks": [ident(cfg.before_mask), ident(cfg.after_mask)],
-        "params": cfg.model_dump(mode="json", include={"grid", "mmu_m2", "min_confidence", "block"}),
+        "params": cfg.model_dump(
+            mode="json", include={"grid", "mmu_m2", "min_confidence", "block", "class_map"}
+        ),
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
@@ -171,7 +173,7 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
     t0 = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc)
     before, after = _resolve_inputs(cfg, notify)
-    check_comparable(before, after)
+    check_comparable(before, after, cfg.class_map)
     if before.date > after.date:
         notify(f"note: BEFORE ({before.date}) is later than AFTER ({after.date}); compared as given")
     if cfg.min_confidence is not None:
@@ -212,8 +214,15 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
     pixel_area = _pixel_area_m2(target)
     min_conf = None if cfg.min_confidence is None else cfg.min_confidence * 255
 
+    after_idx = idx_of  # AFTER's class ids -> BEFORE's class index (the same ids without a class map)
+    if cfg.class_map is not None:
+        after_idx = np.zeros(256, np.int32)
+        for a_id, b_id in after_to_before(before, after, cfg.class_map).items():
+            after_idx[a_id] = idx_of[b_id]
+
     def classes_of(run: RunInfo, al: Aligned, win: Window) -> np.ndarray:
-        """1-based class index per pixel (0 = no data) of one date."""
+        """1-based class index (of BEFORE's classes) per pixel (0 = no data) of one date."""
+        idx = after_idx if run is after else idx_of
         raw = al.read(run.raster, win)
         if run.task == "buildings":
             bld = run.building_class
@@ -224,8 +233,8 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
             valid &= rasterize(
                 [extent], out_shape=win.shape, transform=win.transform(target.affine), fill=0, dtype="uint8"
             ).astype(bool)
-            return np.where(valid, idx_of[cls], 0)
-        return idx_of[np.clip(raw, 0, 255)]
+            return np.where(valid, idx[cls], 0)
+        return idx[np.clip(raw, 0, 255)]
 
     timings: dict[str, float] = {}
     # GDAL's block cache (default 5 % of RAM) would otherwise grow with the scene through the warped reads

@@ -127,23 +127,52 @@ def load_run(folder: Path) -> RunInfo:
     )
 
 
-def check_comparable(before: RunInfo, after: RunInfo) -> None:
-    """Refuse pairs of runs that do not share a model and its classes."""
+def check_comparable(before: RunInfo, after: RunInfo, class_map: dict[str, str] | None = None) -> None:
+    """Refuse pairs of runs that do not share a model and its classes, unless ``class_map`` says how
+    AFTER's classes (by name) correspond to BEFORE's (``after_to_before``)."""
     if before.task != after.task:
         raise ChangeInputError(
             f"{after.folder}: a {after.task} run cannot be compared with {before.folder} ({before.task})"
         )
+    if class_map is not None:
+        after_to_before(before, after, class_map)
+        return
     b = [(c.id, c.name) for c in before.classes]
     a = [(c.id, c.name) for c in after.classes]
     if b != a:
         raise ChangeInputError(
-            f"{after.folder}: classes {[n for _, n in a]} differ from {before.folder}'s {[n for _, n in b]}"
+            f"{after.folder}: classes {[n for _, n in a]} differ from {before.folder}'s {[n for _, n in b]}; "
+            "map them with --class-map AFTER=BEFORE,..."
         )
     if before.model_id != after.model_id:
         raise ChangeInputError(
             f"{after.folder}: made by a different model than {before.folder} "
-            f"({after.model_id[:12]} vs {before.model_id[:12]})"
+            f"({after.model_id[:12]} vs {before.model_id[:12]}); compare them with --class-map"
         )
+
+
+def after_to_before(before: RunInfo, after: RunInfo, class_map: dict[str, str]) -> dict[int, int]:
+    """AFTER class id -> BEFORE class id: through ``class_map`` (names, case-insensitive), else the class
+    of the same name. Raises ``ChangeInputError`` naming what does not map."""
+    by_name = {c.name.lower(): c.id for c in before.classes}
+    names = {k.strip().lower(): v.strip().lower() for k, v in class_map.items()}
+    after_names = {c.name.lower() for c in after.classes}
+    unknown = sorted(set(names) - after_names)
+    if unknown:
+        raise ChangeInputError(f"{after.folder}: --class-map names classes it does not have: {unknown}")
+    out, missing = {}, []
+    for c in after.classes:
+        target = names.get(c.name.lower(), c.name.lower())
+        if target not in by_name:
+            missing.append(f"{c.name}->{target}" if c.name.lower() in names else c.name)
+            continue
+        out[c.id] = by_name[target]
+    if missing:
+        raise ChangeInputError(
+            f"{after.folder}: classes {missing} have no class of {before.folder} "
+            f"({[c.name for c in before.classes]}); map them with --class-map AFTER=BEFORE,..."
+        )
+    return out
 
 
 def write_run_folder(

@@ -516,3 +516,40 @@ def test_a_second_writer_of_one_change_folder_is_refused(tmp_path):
     with output_lock(out, wait=False), pytest.raises(OutputLockedError):
         run_change(cfg, notify=lambda m: None)
     assert not out.exists()
+
+
+def test_runs_of_another_class_scheme_compare_through_a_class_map(tmp_path, naip_runs):
+    """A later date mapped by another model with its own class ids and names: refused as it is, compared
+    through --class-map, and then the change equals that against the same classes."""
+    from geoseg.change.errors import ChangeInputError
+
+    before, after = naip_runs
+    other = {c.name: ClassDef(100 + i, f"{c.name}_v2", c.color) for i, c in enumerate(CLASSES)}
+    with rasterio.open(after / "landcover.tif") as src:
+        ids = src.read(1)
+        geobox = GeoBox.from_rio(src)
+    recoded = np.zeros_like(ids)
+    for c in CLASSES:
+        recoded[ids == c.id] = other[c.name].id
+    renamed = write_run_folder(
+        tmp_path / "renamed", array=recoded, geobox=geobox, classes=list(other.values()),
+        date=dt.date(2020, 8, 31), model_id="another-model", source=NAIP_2020,
+    )  # fmt: skip
+    quiet = {"notify": lambda m: None}
+    with pytest.raises(ChangeInputError, match="--class-map"):
+        run_change(ChangeConfig(before=before, after=renamed, out=tmp_path / "refused"), **quiet)
+    partial = {f"{CLASSES[0].name}_v2": CLASSES[0].name}
+    with pytest.raises(ChangeInputError, match=f"{CLASSES[1].name}_v2"):
+        run_change(
+            ChangeConfig(before=before, after=renamed, out=tmp_path / "partial", class_map=partial), **quiet
+        )
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "partial").exists()
+    mapping = {f"{c.name}_v2": c.name.upper() for c in CLASSES}  # names match case-insensitively
+    mapped_cfg = ChangeConfig(before=before, after=renamed, out=tmp_path / "mapped", class_map=mapping)
+    run_change(mapped_cfg, **quiet)
+    run_change(ChangeConfig(before=before, after=after, out=tmp_path / "same"), **quiet)
+    with rasterio.open(tmp_path / "mapped" / "change.tif") as a:
+        mapped = a.read(1)
+    with rasterio.open(tmp_path / "same" / "change.tif") as b:
+        same = b.read(1)
+    assert (same > 0).any() and np.array_equal(mapped, same)

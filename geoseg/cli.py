@@ -623,6 +623,10 @@ def change(
         str | None, typer.Option(help="bands of scenes given as BEFORE/AFTER, e.g. 1,2,3")
     ] = None,
     resample: Annotated[bool, typer.Option(help="resample scenes whose GSD differs from the model's")] = True,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler for the block tasks (default: a worker in this process)"),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
     progress: Annotated[bool, typer.Option(help="show progress")] = True,
 ) -> None:
@@ -639,6 +643,7 @@ def change(
             before_mask=before_mask,
             after_mask=after_mask,
             class_map=_parse_class_map(class_map),
+            **({"cluster": ClusterConfig(scheduler=scheduler)} if scheduler else {}),
             model=model,
             bands=_parse_bands(bands),
             resample=resample,

@@ -50,7 +50,7 @@ def worker_environ(cfg: ClusterConfig, torch_free: bool = False) -> dict[str, st
     return env
 
 
-def _local_cluster(cfg: ClusterConfig, torch_free: bool = False) -> LocalCluster:
+def _local_cluster(cfg: ClusterConfig, torch_free: bool = False, preload: bool = True) -> LocalCluster:
     # distributed's log lines (comms closed by an early exit on bad input, "Compute Failed" with the
     # worker-side traceback of a task's error) are noise here: task errors reach the client, which
     # reports them in one line; set for the process, as in-process workers may still log while closing
@@ -69,7 +69,7 @@ def _local_cluster(cfg: ClusterConfig, torch_free: bool = False) -> LocalCluster
     os.environ.update({k: env[k] for k in parent})
     try:
         with dask.config.set(settings):
-            return _start_local_cluster(cfg)
+            return _start_local_cluster(cfg, preload)
     finally:
         for k, v in parent.items():
             if v is None:
@@ -78,14 +78,14 @@ def _local_cluster(cfg: ClusterConfig, torch_free: bool = False) -> LocalCluster
                 os.environ[k] = v
 
 
-def _start_local_cluster(cfg: ClusterConfig) -> LocalCluster:
+def _start_local_cluster(cfg: ClusterConfig, preload: bool) -> LocalCluster:
     return LocalCluster(
         n_workers=cfg.resolved_workers(),
         threads_per_worker=cfg.threads_per_worker,
         processes=cfg.processes,
         dashboard_address=None,
         silence_logs=logging.CRITICAL,
-        preload=[WORKER_PRELOAD],
+        preload=[WORKER_PRELOAD] if preload else [],
     )
 
 
@@ -94,11 +94,13 @@ class ClusterStart:
 
     With ``cfg.scheduler`` nothing is started: ``client()`` connects to that scheduler. ``reuse``: the
     caller runs several scenes on it, so ``run_scene`` must not begin closing it when its scene is done.
+    ``models``: its workers run models (they preload the model libraries as they start).
     """
 
-    def __init__(self, cfg: ClusterConfig, reuse: bool = False) -> None:
+    def __init__(self, cfg: ClusterConfig, reuse: bool = False, models: bool = True) -> None:
         self.cfg = cfg
         self.reuse = reuse
+        self.models = models
         self._pool: ThreadPoolExecutor | None = None
         self._cluster: Future[LocalCluster] | None = None
         self._closing: Future[None] | None = None
@@ -114,7 +116,7 @@ class ClusterStart:
         if self.cfg.scheduler or self._pool is not None:
             return
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="geoseg-cluster")
-        self._cluster = self._pool.submit(_local_cluster, self.cfg, torch_free)
+        self._cluster = self._pool.submit(_local_cluster, self.cfg, torch_free, self.models)
 
     @contextmanager
     def client(self) -> Iterator[Client]:

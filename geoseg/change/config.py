@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from geoseg.config import ClusterConfig
+
 # Minimum mapping unit of change (m²): changed regions (4-connected pixels of one from->to transition)
 # smaller than this are reported as no change. 100 m² = 4 pixels of 5 m imagery, a small house at 0.3 m.
 DEFAULT_CHANGE_MMU_M2 = 100.0
@@ -45,3 +47,8 @@ class ChangeConfig(BaseModel):
     bands: list[int] | None = Field(None, description="1-based bands of scenes given as BEFORE/AFTER")
     resample: bool = True
     block: int = Field(1024, ge=256, description="comparison block size in pixels")
+    cluster: ClusterConfig = Field(
+        default_factory=lambda: ClusterConfig(processes=False),
+        description="where the block tasks run: an existing scheduler, or an embedded cluster (by default "
+        "one worker in this process: the tasks read and compare two class rasters, no model)",
+    )

@@ -1,9 +1,10 @@
 """``geoseg change``: land-cover transitions and building change between two dates, block by block.
 
 Two passes over blocks of the common grid (memory is bounded by the block size, not the scene):
-  1. each block: both dates' classes (nearest) and validity (nodata, masks) on the grid -> transition
-     code per pixel (0 = no change / not compared), written to a hidden tiled GeoTIFF; the block's
-     regions are vectorized and merged across seams exactly as in ``geoseg run``.
+  1. a Dask graph of block tasks (``geoseg.change.blocks``; an in-process worker by default, or the
+     workers of ``--scheduler``): both dates' classes (nearest) and validity (nodata, masks) on the grid
+     -> transition code per pixel (0 = no change / not compared) and the block's polygons; the client
+     writes the codes to a hidden tiled GeoTIFF and merges the polygons across seams as ``geoseg run`` does.
   2. regions smaller than the minimum mapping unit (final, seam-merged polygons: the 4-connected
      pixels of one transition) are burnt back to 0 block by block while ``change.tif`` is written and
      the transition areas are counted, so the raster, the polygons and the table agree.
@@ -29,12 +30,14 @@ import rasterio
 import shapely
 from rasterio.features import rasterize
 
+from geoseg.change.blocks import CompareSpec, compared_blocks
 from geoseg.change.buildings import match_buildings
 from geoseg.change.config import ChangeConfig
 from geoseg.change.errors import ChangeInputError
 from geoseg.change.grid import Aligned, common_grid, pixel_size_m
 from geoseg.change.runs import RunInfo, after_to_before, check_comparable, load_run
 from geoseg.classmeta import add_class_extensions, write_category_sidecar
+from geoseg.cluster import ClusterStart
 from geoseg.errors import OutputExistsError
 from geoseg.io.cog import BlockCOGWriter
 from geoseg.io.vector import write_layer, write_layer_styles
@@ -42,7 +45,7 @@ from geoseg.locking import output_lock
 from geoseg.report import COG_MEDIA, GPKG_MEDIA, _jsonable, software_versions, write_item
 from geoseg.rundir import staging_dir
 from geoseg.styles import categorized_polygon_qml
-from geoseg.vectorize import SeamMerger, polygons_to_frame, vectorize_block
+from geoseg.vectorize import SeamMerger, polygons_to_frame
 from tiles import Window, block_windows
 
 CHANGE_TIF = "change.tif"
@@ -219,22 +222,10 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
         after_idx = np.zeros(256, np.int32)
         for a_id, b_id in after_to_before(before, after, cfg.class_map).items():
             after_idx[a_id] = idx_of[b_id]
-
-    def classes_of(run: RunInfo, al: Aligned, win: Window) -> np.ndarray:
-        """1-based class index (of BEFORE's classes) per pixel (0 = no data) of one date."""
-        idx = after_idx if run is after else idx_of
-        raw = al.read(run.raster, win)
-        if run.task == "buildings":
-            bld = run.building_class
-            bg = next(c.id for c in run.classes if c.id != bld)
-            cls = np.where(raw > 0, bld, bg).astype(np.int32)
-            valid = al.read_valid(run.source, win) if run.source is not None else np.ones(win.shape, bool)
-            extent = run.geobox.extent.to_crs(target.crs).geom
-            valid &= rasterize(
-                [extent], out_shape=win.shape, transform=win.transform(target.affine), fill=0, dtype="uint8"
-            ).astype(bool)
-            return np.where(valid, idx[cls], 0)
-        return idx[np.clip(raw, 0, 255)]
+    spec = CompareSpec(
+        target, before, after, idx_of, after_idx, tuple(masks), min_conf, n, code_dtype,
+        cfg.mmu_m2 / pixel_area,
+    )  # fmt: skip
 
     timings: dict[str, float] = {}
     # GDAL's block cache (default 5 % of RAM) would otherwise grow with the scene through the warped reads
@@ -278,7 +269,8 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
                 write_kept()
 
         with (
-            Aligned(target) as al,
+            ClusterStart(cfg.cluster, models=False) as cluster,
+            cluster.client() as client,
             rasterio.open(
                 tmp,
                 "w+",
@@ -296,33 +288,13 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
                 zlevel=1,
             ) as scratch,
         ):
-            for win in blocks:
-                b = classes_of(before, al, win)
-                a = classes_of(after, al, win)
-                valid = (b > 0) & (a > 0)
-                for mask, band in masks:
-                    valid &= al.read(mask, win, band=band, fill=0) == 0
-                changed = valid & (b != a)
-                if min_conf is not None:
-                    for r in (before, after):
-                        changed &= al.read(r.confidence, win, fill=0) >= min_conf
-                code = np.where(changed, 1 + (b - 1) * n + (a - 1), 0).astype(code_dtype)
-                _sieve_interior(code, win, h, w, cfg.mmu_m2 / pixel_area)
+            for res in compared_blocks(client, spec, blocks):  # the workers' tasks, as they finish
                 scratch.write(
-                    np.stack([code, np.where(valid, b, 0), np.where(valid, a, 0)]).astype(scratch.dtypes[0]),
-                    window=_rio(win),
+                    np.stack([res.code, res.before, res.after]).astype(scratch.dtypes[0]),
+                    window=_rio(res.window),
                 )
-                polys = vectorize_block(
-                    code,
-                    win.transform(target.affine),
-                    nodata=0,
-                    block_row_off=win.row_off,
-                    block_col_off=win.col_off,
-                    scene_height=h,
-                    scene_width=w,
-                )
-                collect(polys.interior)
-                collect(merger.add(polys))
+                collect(res.polygons.interior)
+                collect(merger.add(res.polygons))
             collect(merger.finish())
             timings["compare_vectorize_s"] = time.perf_counter() - t
 
@@ -467,32 +439,6 @@ def _change_frame(frame, transitions, before: RunInfo, after: RunInfo, crs_wkt: 
         geometry=frame.geometry.to_numpy(),
         crs=crs_wkt,
     )
-
-
-def _sieve_interior(code: np.ndarray, win: Window, h: int, w: int, mmu_px: float) -> None:
-    """Set to 0, in place, the regions (4-connected pixels of one code) smaller than ``mmu_px`` that do
-    not touch an internal block edge (those are decided after the seam merge)."""
-    if mmu_px <= 1 or not code.any():
-        return
-    from skimage.measure import label
-
-    lab = label(code, background=0, connectivity=1)
-    sizes = np.bincount(lab.ravel())
-    small = sizes < mmu_px - 1e-9
-    small[0] = False
-    edges = []
-    if win.row_off > 0:
-        edges.append(lab[0])
-    if win.row_off + win.height < h:
-        edges.append(lab[-1])
-    if win.col_off > 0:
-        edges.append(lab[:, 0])
-    if win.col_off + win.width < w:
-        edges.append(lab[:, -1])
-    for e in edges:
-        small[e] = False
-    if small.any():
-        code[small[lab]] = 0
 
 
 def _rio(win: Window):

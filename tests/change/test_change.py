@@ -553,3 +553,25 @@ def test_runs_of_another_class_scheme_compare_through_a_class_map(tmp_path, naip
     with rasterio.open(tmp_path / "same" / "change.tif") as b:
         same = b.read(1)
     assert (same > 0).any() and np.array_equal(mapped, same)
+
+
+def test_block_tasks_run_on_a_cluster_of_worker_processes(tmp_path, naip_runs, dask_cluster):
+    """The comparison is a Dask graph of block tasks: on a real scheduler with worker processes (the run
+    folders read by the workers) it gives what the default in-process worker gives, in blocks of 256."""
+    from geoseg.config import ClusterConfig
+
+    before, after = naip_runs
+    quiet = {"notify": lambda m: None}
+    remote = ClusterConfig(scheduler=dask_cluster.scheduler_address)
+    run_change(ChangeConfig(before=before, after=after, out=tmp_path / "local", block=256), **quiet)
+    summary = run_change(
+        ChangeConfig(before=before, after=after, out=tmp_path / "remote", block=256, cluster=remote), **quiet
+    )
+    local_tif, remote_tif = tmp_path / "local" / "change.tif", summary.out / "change.tif"
+    with rasterio.open(local_tif) as a, rasterio.open(remote_tif) as b:
+        codes = a.read(1)
+        assert np.array_equal(codes, b.read(1)) and (codes > 0).any()
+    local = pyogrio.read_dataframe(tmp_path / "local" / "change.gpkg", layer="landcover_change")
+    remote_df = pyogrio.read_dataframe(summary.out / "change.gpkg", layer="landcover_change")
+    assert len(local) == len(remote_df) == summary.regions
+    assert np.isclose(local.area_m2.sum(), remote_df.area_m2.sum())

@@ -35,7 +35,7 @@ from geoseg.change.buildings import match_buildings
 from geoseg.change.config import ChangeConfig
 from geoseg.change.errors import ChangeInputError
 from geoseg.change.grid import Aligned, common_grid, pixel_size_m
-from geoseg.change.runs import RunInfo, after_to_before, check_comparable, load_run
+from geoseg.change.runs import RunInfo, after_to_before, check_comparable, load_run, products
 from geoseg.classmeta import add_class_extensions, write_category_sidecar
 from geoseg.cluster import ClusterStart
 from geoseg.errors import OutputExistsError
@@ -361,8 +361,9 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
         (stage / TRANSITIONS_CSV).write_text(_csv(table), encoding="utf-8")
         building_counts: dict[str, int] = {}
         building_params: dict = {}
-        if before.task == "buildings":
-            building_counts, building_params = match_buildings(before, after, target, cfg, gpkg)
+        building_runs = _building_products(before, after, notify)
+        if building_runs is not None:
+            building_counts, building_params = match_buildings(*building_runs, target, cfg, gpkg)
         timings["layers_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -404,6 +405,23 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
         )
         write_item(item, stage / CHANGE_JSON)
     return summary
+
+
+def _building_products(before: RunInfo, after: RunInfo, notify) -> tuple[RunInfo, RunInfo] | None:
+    """The building runs to match footprints of: the runs themselves for building runs, or the building
+    products of land-cover runs made together with a building model (one read, both products); None when
+    there are none, or when the two dates' building models differ (a notice says so)."""
+    if before.task == "buildings":
+        return before, after
+    if "buildings" not in products(before.item) or "buildings" not in products(after.item):
+        return None
+    b, a = load_run(before.folder, "buildings"), load_run(after.folder, "buildings")
+    try:
+        check_comparable(b, a)
+    except ChangeInputError as exc:
+        notify(f"note: building change left out: {exc}")
+        return None
+    return b, a
 
 
 def mask_band(path: Path, date: dt.date) -> int:

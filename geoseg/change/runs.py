@@ -68,8 +68,31 @@ def _date(item: dict) -> dt.date | None:
         return None
 
 
-def load_run(folder: Path) -> RunInfo:
-    """Read and check one finished run folder; ``ChangeInputError`` (one line) if it cannot be compared."""
+def products(item: dict) -> list[str]:
+    """The tasks of a run record's products (``landcover``, ``buildings``): one, or two for a run of
+    several models from one read."""
+    model = item.get("properties", {}).get("geoseg:model", {})
+    metas = [m.get("metadata") or {} for m in model.get("models", [])] or [model.get("metadata") or {}]
+    tasks = [m["task"] for m in metas if m.get("task")]
+    if not tasks:  # a model-free run folder: its raster asset says
+        tasks = [k for k in ("landcover", "buildings") if k in item.get("assets", {})][:1] or ["landcover"]
+    return tasks
+
+
+def _product_model(item: dict, task: str) -> tuple[dict, str]:
+    """The model metadata and identity (SHA-256 or name) of the run's ``task`` product."""
+    model = item.get("properties", {}).get("geoseg:model", {})
+    for m in model.get("models", []):
+        if (m.get("metadata") or {}).get("task") == task:
+            return m.get("metadata") or {}, str(m.get("sha256") or m.get("path") or "unknown")
+    meta = model.get("metadata", {}) or {}
+    return meta, str(model.get("sha256") or model.get("path") or meta.get("name") or "unknown")
+
+
+def load_run(folder: Path, task: str | None = None) -> RunInfo:
+    """Read and check one finished run folder; ``ChangeInputError`` (one line) if it cannot be compared.
+
+    ``task``: which product of a run of several models (default: land cover where there is one)."""
     folder = Path(folder)
     run_json = folder / RUN_FILE
     if not folder.is_dir():
@@ -80,10 +103,12 @@ def load_run(folder: Path) -> RunInfo:
         raise ChangeInputError(f"{folder}: incomplete run folder (no {RUN_FILE})") from None
     except ValueError as exc:
         raise ChangeInputError(f"{run_json}: not valid JSON ({exc})") from None
-    props = item.get("properties", {})
-    model = props.get("geoseg:model", {})
-    meta = model.get("metadata", {}) or {}
-    task = meta.get("task") or ("buildings" if "buildings" in item.get("assets", {}) else "landcover")
+    tasks = products(item)
+    if task is None:
+        task = "landcover" if "landcover" in tasks else tasks[0]
+    elif task not in tasks:
+        raise ChangeInputError(f"{folder}: has no {task} product (it has {', '.join(tasks)})")
+    meta, model_id = _product_model(item, task)
     key = "buildings" if task == "buildings" else "landcover"
     raster = _asset_path(folder, item, key)
     if raster is None or not raster.is_file():
@@ -105,7 +130,9 @@ def load_run(folder: Path) -> RunInfo:
             f"{folder}: run has no acquisition date (rerun geoseg run with --date YYYY-MM-DD)"
         )
     source = _asset_path(folder, item, "source")
-    confidence = _asset_path(folder, item, "confidence")
+    # a run of several models keeps the building probabilities beside land cover's under another name
+    conf_key = "buildings_confidence" if task == "buildings" and len(tasks) > 1 else "confidence"
+    confidence = _asset_path(folder, item, conf_key)
     gpkg = _asset_path(folder, item, "vectors")
     try:
         with rasterio.open(raster) as src:
@@ -118,7 +145,7 @@ def load_run(folder: Path) -> RunInfo:
         date=date,
         task=task,
         classes=classes,
-        model_id=str(model.get("sha256") or model.get("path") or meta.get("name") or "unknown"),
+        model_id=model_id,
         raster=raster,
         confidence=confidence if confidence is not None and confidence.is_file() else None,
         source=source if source is not None and source.is_file() else None,

@@ -575,3 +575,30 @@ def test_block_tasks_run_on_a_cluster_of_worker_processes(tmp_path, naip_runs, d
     remote_df = pyogrio.read_dataframe(summary.out / "change.gpkg", layer="landcover_change")
     assert len(local) == len(remote_df) == summary.regions
     assert np.isclose(local.area_m2.sum(), remote_df.area_m2.sum())
+
+
+def test_runs_of_both_products_report_land_cover_and_building_change(tmp_path, dask_cluster):
+    """Two default ``geoseg run`` folders (land cover and buildings from one read) of one crop on two
+    dates: one comparison reports both kinds of change, each product against its own."""
+    from geoseg.config import ClusterConfig, RunConfig
+    from geoseg.run import run_scene
+
+    from ..conftest import BUILDINGS_MODEL, LANDCOVER_MODEL
+
+    scene = crop_geotiff(KAMPALA, tmp_path / "k.tif", 400, 400, 768, 768)
+    outs = []
+    for day in (dt.date(2021, 3, 1), dt.date(2023, 3, 1)):
+        cfg = RunConfig(
+            scene=scene, out=tmp_path / f"run{day.year}", models=[LANDCOVER_MODEL, BUILDINGS_MODEL],
+            date=day, device="cpu", progress=False,
+            cluster=ClusterConfig(scheduler=dask_cluster.scheduler_address),
+        )  # fmt: skip
+        run_scene(cfg, notify=lambda m: None)
+        outs.append(cfg.out)
+    s = change(*outs, tmp_path / "change")
+    layers = {name for name, _ in pyogrio.list_layers(tmp_path / "change" / "change.gpkg")}
+    assert {"landcover_change", "transitions", "buildings_new", "buildings_removed"} <= layers
+    assert s.changed_m2 == 0 and s.buildings["new"] == s.buildings["removed"] == 0
+    assert s.buildings["unchanged"] == s.buildings["before"] > 0
+    table = pd.read_csv(tmp_path / "change" / "transitions.csv")
+    assert {"building", "water"} & set(table.iloc[:, 0])  # the land-cover classes, not background

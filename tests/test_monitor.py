@@ -377,3 +377,35 @@ def test_checkpoint_model_runs_through_geoseg_run(tmp_path):
     assert item["properties"]["datetime"].startswith(DATES[0])
     assert item["properties"]["geoseg:parameters"]["bands"] == [2, 3, 4]
     assert (out / "changes" / f"{DATES[0]}_{DATES[1]}" / "change.json").is_file()
+
+
+def test_buildings_mapped_too_give_building_change_layers(tmp_path):
+    """``buildings_model``: each date's run maps land cover and buildings from one read, and the history
+    gets the building change layers of every step with their dates (QGIS temporal style)."""
+    scenes = tmp_path / "scenes"
+    add_scenes(scenes, 0, 4)
+    path = write_workflow(tmp_path, scenes, tmp_path / "out", buildings_model="baseline:buildings")
+    result = run_monitor(load_monitor_workflow(path), notify=lambda m: None)
+    assert result.exit_code == 0 and result.new_dates == [DATES[0], DATES[4]]
+    out = tmp_path / "out"
+    run = json.loads((out / "runs" / DATES[0] / "run.json").read_text())
+    assert [m["metadata"]["task"] for m in run["properties"]["geoseg:model"]["models"]] == [
+        "landcover",
+        "buildings",
+    ]
+    layers = {name for name, _ in pyogrio.list_layers(out / "history.gpkg")}
+    assert {"landcover_change", "buildings_new", "buildings_removed", "buildings_changed"} <= layers
+    step = out / "changes" / f"{DATES[0]}_{DATES[4]}" / "change.gpkg"
+    found = 0
+    for name in ("buildings_new", "buildings_removed"):
+        frame = pyogrio.read_dataframe(out / "history.gpkg", layer=name)
+        found += len(frame)
+        assert len(frame) == len(pyogrio.read_dataframe(step, layer=name))
+        assert ymd(frame["date_after"]) == [DATES[4]] * len(frame)
+    assert found > 0  # eleven years of a farming quad: footprints come and go
+    styles = pyogrio.read_dataframe(out / "history.gpkg", layer="layer_styles", read_geometry=False)
+    qml = styles.set_index("f_table_name").loc["buildings_new", "styleQML"]
+    assert 'startField="date_before"' in qml
+    with pytest.raises(MonitorWorkflowError, match="buildings_model"):
+        bad = write_workflow(tmp_path, scenes, tmp_path / "bad", buildings_model="baseline:roads")
+        load_monitor_workflow(bad)

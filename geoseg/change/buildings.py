@@ -68,6 +68,10 @@ def match(b: gpd.GeoDataFrame, a: gpd.GeoDataFrame) -> list[tuple[int, int, floa
     return pairs
 
 
+# the building change layers and their outline colours
+BUILDING_LAYERS = {"buildings_new": "#2F9E44", "buildings_removed": "#E03131", "buildings_changed": "#F59F00"}
+
+
 def match_buildings(before, after, target, cfg, gpkg: Path) -> tuple[dict[str, int], dict]:
     """Write ``buildings_new``, ``buildings_removed`` and ``buildings_changed`` to ``gpkg``.
 
@@ -129,7 +133,7 @@ def match_buildings(before, after, target, cfg, gpkg: Path) -> tuple[dict[str, i
             crs=crs,
         ),
     }
-    colors = {"buildings_new": "#2F9E44", "buildings_removed": "#E03131", "buildings_changed": "#F59F00"}
+    colors = BUILDING_LAYERS
     for name, frame in layers.items():
         write_layer(frame, gpkg, name, style_qml=outline_polygon_qml(colors[name]), style_name=name)
     counts = {

@@ -100,6 +100,7 @@ _RUN_OWN = {
     "scene",
     "out",
     "model",
+    "models",
     "date",
     "date_pattern",
     "overwrite",
@@ -126,6 +127,11 @@ class MonitorWorkflow(_Strict):
     aoi: AOIConfig
     scenes: ScenesConfig
     model: str = Field("baseline:landcover", description="checkpoint path or baseline:landcover")
+    buildings_model: str | None = Field(
+        None,
+        description="also map buildings (a building checkpoint or baseline:buildings) from the same read: "
+        "each change step then reports new, removed and changed buildings",
+    )
     bands: list[str] | None = Field(
         None, description="band names of the scenes in order, e.g. red,green,blue,nir"
     )
@@ -149,6 +155,13 @@ class MonitorWorkflow(_Strict):
             raise ValueError(f"unknown baseline {v!r}; monitoring supports baseline:landcover")
         return v
 
+    @field_validator("buildings_model")
+    @classmethod
+    def _buildings_model(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith("baseline:") and v != "baseline:buildings":
+            raise ValueError(f"unknown baseline {v!r}; buildings are mapped by baseline:buildings")
+        return v
+
     @field_validator("run")
     @classmethod
     def _run_options(cls, v: dict[str, Any]) -> dict[str, Any]:
@@ -164,29 +177,39 @@ class MonitorWorkflow(_Strict):
         return v
 
     def run_config(self, scene: Path, out: Path, date) -> RunConfig:
-        """The ``geoseg run`` configuration of one date's clip."""
+        """The ``geoseg run`` configuration of one date's clip (both products from one read when
+        buildings are mapped too)."""
+        models = [Path(m) for m in self.models] if len(self.models) > 1 else []
         return RunConfig(
-            scene=scene, out=out, model=Path(self.model), date=date, overwrite=True, progress=False,
-            cluster=self.cluster, **self.run,
+            scene=scene, out=out, model=Path(self.model), models=models, date=date, overwrite=True,
+            progress=False, cluster=self.cluster, **self.run,
         )  # fmt: skip
 
     @property
+    def models(self) -> list[str]:
+        """The land-cover model, and the building model where there is one."""
+        return [self.model, *([self.buildings_model] if self.buildings_model else [])]
+
+    @property
     def is_baseline(self) -> bool:
-        return self.model.startswith("baseline:")
+        return all(m.startswith("baseline:") for m in self.models)
 
     def processing_hash(self) -> str:
         """Identity of everything that decides a date's land-cover map (not where outputs go)."""
         blob = self.model_dump(
-            mode="json", include={"aoi", "model", "bands", "masks", "min_clear_fraction", "run"}
+            mode="json",
+            include={"aoi", "model", "buildings_model", "bands", "masks", "min_clear_fraction", "run"},
         )
+        if not self.buildings_model:  # the identity of workflows written before buildings were mapped
+            blob.pop("buildings_model")
+        import geoseg.baseline
         from geoseg.models.meta import file_sha256
 
-        if self.is_baseline:  # the rules' code is the baseline's identity (as in geoseg run)
-            import geoseg.baseline
-
-            blob["model_sha256"] = file_sha256(geoseg.baseline.__file__)
-        else:
-            blob["model_sha256"] = file_sha256(self.model)
+        # a baseline's identity is its rules' code (as in geoseg run)
+        shas = [
+            file_sha256(geoseg.baseline.__file__ if m.startswith("baseline:") else m) for m in self.models
+        ]
+        blob["model_sha256"] = "+".join(shas)
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
     def change_hash(self) -> str:
@@ -207,8 +230,9 @@ def _resolve(raw: dict[str, Any], base: Path) -> None:
     fix(raw.get("scenes"), "folder")
     fix(raw.get("scenes"), "stac")
     fix(raw.get("masks"), "series")
-    if isinstance(raw.get("model"), str) and not raw["model"].startswith("baseline:"):
-        raw["model"] = str(base / raw["model"])
+    for key in ("model", "buildings_model"):
+        if isinstance(raw.get(key), str) and not raw[key].startswith("baseline:"):
+            raw[key] = str(base / raw[key])
     masks = raw.get("masks")
     if isinstance(masks, dict) and isinstance(masks.get("template"), str):
         masks["template"] = str(base / masks["template"])
@@ -235,19 +259,20 @@ def load_monitor_workflow(path: str | Path) -> MonitorWorkflow:
         loc = ".".join(map(str, err["loc"])) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         raise MonitorWorkflowError(f"{path}: {loc}: {msg}") from None
-    if not wf.is_baseline:
-        if not Path(wf.model).is_file():
-            raise MonitorWorkflowError(f"{path}: model: no such checkpoint {wf.model}")
+    for key, expected in (("model", "landcover"), ("buildings_model", "buildings")):
+        spec = getattr(wf, key)
+        if spec is None or spec.startswith("baseline:"):
+            continue
+        if not Path(spec).is_file():
+            raise MonitorWorkflowError(f"{path}: {key}: no such checkpoint {spec}")
         from geoseg.models.meta import read_meta
 
         try:
-            task = read_meta(wf.model).task
+            task = read_meta(spec).task
         except GeosegError as exc:
-            raise MonitorWorkflowError(f"{path}: model: {exc}") from None
-        if task != "landcover":
-            raise MonitorWorkflowError(
-                f"{path}: model: {wf.model} is a {task} model; monitoring maps land cover"
-            )
+            raise MonitorWorkflowError(f"{path}: {key}: {exc}") from None
+        if task != expected:
+            raise MonitorWorkflowError(f"{path}: {key}: {spec} is a {task} model, not a {expected} one")
     if wf.aoi.file is not None and not wf.aoi.file.is_file():
         raise MonitorWorkflowError(f"{path}: aoi.file: no such file {wf.aoi.file}")
     if wf.scenes.folder is not None and not wf.scenes.folder.is_dir():

@@ -90,8 +90,9 @@ def write_history(out: Path, runs: list[DateRun], steps: list[Step], with_landco
     import pandas as pd
     import pyogrio
 
+    from geoseg.change.buildings import BUILDING_LAYERS
     from geoseg.io.vector import write_layer
-    from geoseg.styles import categorized_polygon_qml
+    from geoseg.styles import categorized_polygon_qml, outline_polygon_qml
 
     classes = class_table(runs, out)
     by_name = {n: k for k, n, _ in classes}
@@ -107,6 +108,18 @@ def write_history(out: Path, runs: list[DateRun], steps: list[Step], with_landco
             if f"{col}_id" not in frame:
                 frame[f"{col}_id"] = frame[f"{col}_class"].map(by_name).fillna(0).astype("int32")
         layers.setdefault(layer, []).append(frame)
+    building_layers: dict[str, list] = {}  # change steps of runs that map buildings too
+    for s in steps:
+        if s.kind != "previous":
+            continue
+        have = {name for name, _ in pyogrio.list_layers(out / s.folder / CHANGE_GPKG)}
+        for name in BUILDING_LAYERS:
+            if name in have:
+                frame = pyogrio.read_dataframe(out / s.folder / CHANGE_GPKG, layer=name)
+                frame["date_before"] = pd.Timestamp(s.before)
+                frame["date_after"] = pd.Timestamp(s.after)
+                frame["step"] = s.folder.name
+                building_layers.setdefault(name, []).append(frame)
     if with_landcover:
         for r in runs:
             frame = pyogrio.read_dataframe(out / r.folder / "geoseg.gpkg", layer="landcover")
@@ -138,6 +151,10 @@ def write_history(out: Path, runs: list[DateRun], steps: list[Step], with_landco
                     else _temporal(qml, "date_before", "date_after")
                 )
                 write_layer(frame, tmp, layer, style_qml=qml, style_name=layer)
+        for layer, parts in building_layers.items():
+            frame = pd.concat([p.to_crs(parts[0].crs) for p in parts], ignore_index=True)
+            qml = _temporal(outline_polygon_qml(BUILDING_LAYERS[layer]), "date_before", "date_after")
+            write_layer(frame, tmp, layer, style_qml=qml, style_name=layer)
 
 
 def _class_areas(tif: Path) -> tuple[dict[int, float], float]:

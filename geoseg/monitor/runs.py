@@ -23,7 +23,9 @@ def run_date(wf: MonitorWorkflow, clip: Path, date: dt.date, out: Path, cluster:
     cfg = wf.run_config(scene=clip, out=out, date=date)
     # the monitor's cluster is shared by its dates, all run by one model: start it without torch where
     # that model needs none (geoseg run cannot know that of a shared cluster); no-op once started
-    torch_free = wf.is_baseline or runs_without_torch(wf.model, cfg.device, cfg.engine)
+    torch_free = all(
+        m.startswith("baseline:") or runs_without_torch(m, cfg.device, cfg.engine) for m in wf.models
+    )
     if torch_free and not wf.cluster.processes and not wf.cluster.scheduler:
         # an in-process worker's preload reads this process's environment (not the spawn environment)
         os.environ.setdefault(WORKER_TORCH_ENV, "0")

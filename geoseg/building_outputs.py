@@ -183,6 +183,7 @@ class BuildingOutputs:
                 overview_resampling="average",
             )
         self._confidence_path.unlink()
+        self._renumber()
         write_layer_styles(self.gpkg, LAYER, outline_polygon_qml("#E3342F"), LAYER)
         h, w = int(self.geobox.shape.y), int(self.geobox.shape.x)
         writer = BlockCOGWriter(
@@ -200,6 +201,23 @@ class BuildingOutputs:
         with writer:
             for block in self.blocks:
                 writer.write(block.row_off, block.col_off, self._block_ids(block))
+
+    def _renumber(self) -> None:
+        """Give the buildings ids in a fixed order (north to south, then west to east): they arrive in the
+        order blocks finish, which differs between runs, worker layouts and resumed runs; the ids must not.
+        The layer is rewritten in that order."""
+        if self.count == 0:
+            return
+        frame = pyogrio.read_dataframe(self.gpkg, layer=LAYER)
+        bounds = frame.geometry.bounds
+        order = (
+            bounds.assign(top=-bounds["maxy"], area=frame["area_m2"])
+            .sort_values(["top", "minx", "miny", "maxx", "area"], kind="stable")
+            .index
+        )
+        frame = frame.loc[order].reset_index(drop=True)
+        frame["id"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+        write_layer(frame, self.gpkg, LAYER)
 
     def _block_ids(self, block: Window) -> np.ndarray:
         transform = block.transform(self.geobox.affine)

@@ -39,8 +39,8 @@ import rasterio
 from rasterio.windows import Window as RioWindow
 
 from benchmarks.scenes import ROOT, cache_dir, scene_path
-from geoseg.allocator import ALLOCATOR_ENV  # the setting geoseg gives its workers
-from geoseg.precision import cpu_info
+from geoseg.inference.precision import cpu_info
+from geoseg.run.allocator import ALLOCATOR_ENV  # the setting geoseg gives its workers
 from tiles import TileGrid
 
 BUNDLED_MODEL = ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt"

@@ -18,7 +18,7 @@ from geoseg.config import (
     RunConfig,
 )
 from geoseg.errors import GeosegError, InterruptedRun
-from geoseg.precision import PRECISIONS
+from geoseg.inference.precision import PRECISIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Segment large GeoTIFF scenes with Dask.")
 
@@ -145,7 +145,7 @@ def run(
         )
     except ValidationError as exc:
         _config_error(exc)
-    from geoseg.run import run_scene
+    from geoseg.run.job import run_scene
 
     try:
         summary = run_scene(cfg, notify=lambda m: typer.echo(m, err=True), wait=wait)
@@ -168,14 +168,14 @@ def workflow(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Run every scene of a workflow file; scenes already finished with the same inputs are skipped."""
-    from geoseg.cluster import ClusterStart
-    from geoseg.workflow import load_workflow
+    from geoseg.run.cluster import ClusterStart
+    from geoseg.run.workflow import load_workflow
 
     try:
         wf, runs = load_workflow(file)
         # one cluster for all scenes, started by the first scene that has work to do
         with ClusterStart(wf.cluster, reuse=True) as cluster:
-            from geoseg.run import run_scene
+            from geoseg.run.job import run_scene
 
             for cfg in runs:
                 summary = run_scene(
@@ -346,8 +346,8 @@ def evaluate(
     precision: Annotated[str | None, typer.Option(help=PRECISION_HELP)] = None,
 ) -> None:
     """Score a model (or a classical baseline) against labels: IoU, F1, precision, recall, object F1."""
-    from geoseg.evaluate import Segmenter, evaluate_chips, evaluate_scenes
-    from geoseg.train.labels import pair_labels
+    from geoseg.evaluation.evaluate import Segmenter, evaluate_chips, evaluate_scenes
+    from geoseg.io.labels import pair_labels
 
     images, labels = images or [], labels or []
     if bool(images) == bool(chips):
@@ -415,7 +415,7 @@ def models() -> None:
     from geoseg.models.registry import ARCHITECTURES
 
     typer.echo("architectures: " + ", ".join(sorted(ARCHITECTURES)))
-    from geoseg.baseline import BASELINES
+    from geoseg.inference.baseline import BASELINES
 
     for name, make in BASELINES.items():
         b = make()
@@ -577,7 +577,7 @@ def main() -> None:
     if len(sys.argv) > 1 and (
         sys.argv[1] in IN_PROCESS_MODEL_COMMANDS or (sys.argv[1] == "run" and "--in-process" in sys.argv)
     ):
-        from geoseg.allocator import reexec_with_allocator_env
+        from geoseg.run.allocator import reexec_with_allocator_env
 
         reexec_with_allocator_env(sys.argv[1:])
     app()

@@ -34,14 +34,14 @@ from geoseg.change.config import ChangeConfig
 from geoseg.change.errors import ChangeInputError
 from geoseg.change.grid import Aligned, common_grid, pixel_size_m
 from geoseg.change.runs import RunInfo, check_comparable, load_run
-from geoseg.classmeta import add_class_extensions, write_category_sidecar
 from geoseg.errors import OutputExistsError
-from geoseg.io.cog import BlockCOGWriter
-from geoseg.io.vector import write_layer, write_layer_styles
-from geoseg.report import COG_MEDIA, GPKG_MEDIA, _jsonable, software_versions, write_item
-from geoseg.rundir import staging_dir
-from geoseg.styles import categorized_polygon_qml
-from geoseg.vectorize import SeamMerger, polygons_to_frame, vectorize_block
+from geoseg.io.staging import staging_dir
+from geoseg.outputs.classmeta import add_class_extensions, write_category_sidecar
+from geoseg.outputs.cog import BlockCOGWriter
+from geoseg.outputs.gpkg import write_layer, write_layer_styles
+from geoseg.outputs.stac import COG_MEDIA, GPKG_MEDIA, _jsonable, software_versions, write_item
+from geoseg.outputs.styles import categorized_polygon_qml
+from geoseg.outputs.vectorize import SeamMerger, polygons_to_frame, vectorize_block
 from tiles import Window, block_windows
 
 CHANGE_TIF = "change.tif"
@@ -104,7 +104,7 @@ def _check_out(out: Path, fp: str, overwrite: bool) -> bool:
 def _run_scene_first(path: Path, cfg: ChangeConfig, notify) -> Path:
     """A scene given as BEFORE/AFTER: run it (same model and settings for both) into ``<out>.runs/``."""
     from geoseg.config import DEFAULT_LANDCOVER_MODEL, RunConfig
-    from geoseg.run import run_scene
+    from geoseg.run.job import run_scene
 
     out = cfg.out.parent / f"{cfg.out.name}.runs" / path.stem
     run_cfg = RunConfig(
@@ -122,7 +122,7 @@ def _run_scene_first(path: Path, cfg: ChangeConfig, notify) -> Path:
 
 def _precheck_scenes(cfg: ChangeConfig) -> None:
     """Before running scenes: they must be rasters with a date and overlap each other."""
-    from geoseg.dates import acquisition_date
+    from geoseg.io.dates import acquisition_date
     from geoseg.io.raster import open_scene
 
     scenes = {}

@@ -17,7 +17,7 @@ from rasterio.vrt import WarpedVRT
 
 from geoseg.change.errors import ChangeInputError
 from geoseg.io.raster import window_to_rio
-from geoseg.vectorize import area_m2
+from geoseg.outputs.vectorize import area_m2
 from tiles import Window
 
 

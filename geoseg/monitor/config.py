@@ -182,9 +182,9 @@ class MonitorWorkflow(_Strict):
         from geoseg.models.meta import file_sha256
 
         if self.is_baseline:  # the rules' code is the baseline's identity (as in geoseg run)
-            import geoseg.baseline
+            import geoseg.inference.baseline
 
-            blob["model_sha256"] = file_sha256(geoseg.baseline.__file__)
+            blob["model_sha256"] = file_sha256(geoseg.inference.baseline.__file__)
         else:
             blob["model_sha256"] = file_sha256(self.model)
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]

@@ -24,13 +24,13 @@ from typing import Any
 from rasterio.errors import RasterioError
 
 from geoseg.errors import GeosegError
+from geoseg.io.staging import RUN_FILE
 from geoseg.monitor.change import compute_change
 from geoseg.monitor.config import MonitorWorkflow
 from geoseg.monitor.outputs import OUTPUTS, DateRun, Step, write_catalog, write_history, write_timeseries
 from geoseg.monitor.runs import run_date
 from geoseg.monitor.scenes import SceneSkipped, clip_scene, discover, load_aoi
 from geoseg.monitor.state import MonitorLock, load_state, remove_partials, save_state
-from geoseg.rundir import RUN_FILE
 
 
 @dataclass
@@ -131,7 +131,7 @@ def _dirty(out: Path, state: dict) -> None:
 
 
 def _process_scenes(wf, out, state, refs, aoi, proc, summary, notify) -> None:
-    from geoseg.cluster import ClusterStart
+    from geoseg.run.cluster import ClusterStart
 
     scenes: dict[str, dict] = state["scenes"]
     # checkpoint runs share one cluster, started by the first scene with work to do (lazily)

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 from odc.geo.geobox import GeoBox
 
-from geoseg.compat import INTEGER_RANGES
 from geoseg.errors import LabelError, SceneError
+from geoseg.inference.scene_checks import INTEGER_RANGES
+from geoseg.io.chips import IGNORE_INDEX, Chip, data_sha256, find_pairs, load_chips
+from geoseg.io.classes import BUILDING_CLASSES, ColorTable, display_color
+from geoseg.io.labels import is_vector, pair_labels, read_labels
 from geoseg.io.raster import Scene, open_scene, read_window
-from geoseg.train.chips import IGNORE_INDEX, Chip, data_sha256, find_pairs, load_chips
-from geoseg.train.config import BUILDING_CLASSES, ColorTable, TrainConfig, display_color
-from geoseg.train.labels import is_vector, pair_labels, read_labels
+from geoseg.train.config import TrainConfig
 from tiles import Window
 
 GSD_SAME = 0.01  # relative GSD difference below which a scene is used on its own grid

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from geoseg.errors import CheckpointError
-from geoseg.infer import Predictor
+from geoseg.inference.predictor import Predictor
 from geoseg.models import Checkpoint, CheckpointMeta, ClassInfo, build_model, save_checkpoint
 from geoseg.models.checkpoint import Normalization
-from geoseg.report import software_versions
+from geoseg.outputs.stac import software_versions
 from geoseg.train.config import TrainConfig
 from geoseg.train.data import TrainingData, load_training_data
 from geoseg.train.sampler import GridChipSampler, RandomChipSampler, band_statistics, class_weights

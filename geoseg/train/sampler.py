@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from geoseg.train.chips import IGNORE_INDEX, Chip
+from geoseg.io.chips import IGNORE_INDEX, Chip
 from tiles import TileGrid
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from geoseg.errors import OutputExistsError
-from geoseg.rundir import atomic_path, atomic_write_text
+from geoseg.io.staging import atomic_path, atomic_write_text
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"

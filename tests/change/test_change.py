@@ -289,7 +289,7 @@ def test_real_geoseg_run_outputs_compare(tmp_path, dask_cluster):
     """Two real ``geoseg run`` outputs (bundled building model, ``--date``, ``--confidence``) of one crop:
     distinct STAC ids, acquisition dates in run.json, and no change between them."""
     from geoseg.config import ClusterConfig, RunConfig
-    from geoseg.run import run_scene
+    from geoseg.run.job import run_scene
 
     from ..conftest import BUILDINGS_MODEL
 

@@ -11,8 +11,8 @@ from geoseg.cli.common import (
     ClassNames,
     NotClasses,
     fail,
+    reported,
 )
-from geoseg.errors import GeosegError
 
 
 def areas(
@@ -35,7 +35,7 @@ def areas(
 
     if (samples is None) == (confusion is None):
         fail("give a labelled SAMPLES GeoPackage, or --confusion scores.json for an approximation")
-    try:
+    with reported(map_path):
         run_areas(
             map_path,
             samples,
@@ -46,5 +46,3 @@ def areas(
             nodata=nodata,
             echo=typer.echo,
         )
-    except GeosegError as exc:
-        fail(str(exc))

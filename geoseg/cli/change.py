@@ -6,17 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from geoseg.cli.common import (
     OutFolder,
     OverwriteFolder,
     Resample,
-    config_error,
-    fail,
     parse_bands,
+    reported,
 )
-from geoseg.errors import GeosegError
 
 
 def change(
@@ -45,7 +42,7 @@ def change(
     """Change between two dates: change.tif, change.gpkg, transitions.csv, change.json in OUT."""
     from geoseg.change import ChangeConfig, run_change
 
-    try:
+    with reported(out):
         cfg = ChangeConfig(
             before=before,
             after=after,
@@ -61,12 +58,8 @@ def change(
             progress=progress,
             **({} if mmu is None else {"mmu_m2": mmu}),
         )
-    except ValidationError as exc:
-        config_error(exc)
-    try:
+    with reported(out):
         s = run_change(cfg, notify=lambda m: typer.echo(m, err=True))
-    except GeosegError as exc:
-        fail(str(exc))
     if not s.skipped:
         extra = "".join(
             f", {v} buildings {k}" for k, v in s.buildings.items() if k in ("new", "removed", "changed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -9,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from geoseg.config import DEFAULT_BUILDINGS_MODEL, DEFAULT_LANDCOVER_MODEL
-from geoseg.errors import InterruptedRun
+from geoseg.errors import GeosegError, InterruptedRun
 
 __all__ = [
     "Device",
@@ -29,6 +31,7 @@ __all__ = [
     "fail",
     "interrupted",
     "parse_bands",
+    "reported",
     "split",
 ]
 
@@ -87,3 +90,21 @@ def config_error(exc: ValidationError) -> NoReturn:
     err = exc.errors()[0]
     loc = ".".join(str(x) for x in err["loc"])
     fail(f"invalid option {loc}: {err['msg']}" if loc else f"invalid options: {err['msg']}")
+
+
+@contextmanager
+def reported(path: object = None) -> Iterator[None]:
+    """The one error contract of every command: invalid options, ``GeosegError`` and ``OSError`` become one
+    ``error: ...`` line and exit 2; SIGINT/SIGTERM exit 128 + the signal. ``path``: named in an ``OSError``
+    that does not say which file (e.g. the disk filled up under a library)."""
+    try:
+        yield
+    except ValidationError as exc:
+        config_error(exc)
+    except InterruptedRun as exc:
+        interrupted(exc)
+    except GeosegError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        where = exc.filename or path
+        fail(f"{where}: {exc.strerror or exc}" if where else str(exc.strerror or exc))

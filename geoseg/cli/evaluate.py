@@ -14,9 +14,9 @@ from geoseg.cli.common import (
     PrecisionOpt,
     Resample,
     fail,
+    reported,
     split,
 )
-from geoseg.errors import GeosegError
 from geoseg.inference.precision import PRECISIONS
 
 
@@ -74,6 +74,7 @@ def evaluate(
     """Score a model (or a classical baseline) against labels: IoU, F1, precision, recall, object F1."""
     from geoseg.evaluation.evaluate import Segmenter, evaluate_chips, evaluate_scenes
     from geoseg.io.labels import pair_labels
+    from geoseg.run.preflight import check_device
 
     images, labels = images or [], labels or []
     if bool(images) == bool(chips):
@@ -87,7 +88,8 @@ def evaluate(
         fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     groups = _parse_groups(group)
     notify = lambda m: typer.echo(m, err=True)  # noqa: E731
-    try:
+    with reported(out):
+        check_device(device)  # before any model is loaded
         seg = Segmenter(
             model,
             device=device,
@@ -109,10 +111,6 @@ def evaluate(
                 label_classes=split([label_classes or ""]) or None,
                 groups=groups,
             )
-    except GeosegError as exc:
-        fail(str(exc))
-    except ValueError as exc:  # unknown baseline name or device
-        fail(str(exc))
     typer.echo(report.table())
     if out is not None:
         report.write(out)

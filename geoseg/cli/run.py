@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from geoseg.cli.common import (
     DEFAULT_MODELS,
@@ -16,10 +15,8 @@ from geoseg.cli.common import (
     OverwriteFolder,
     PrecisionOpt,
     Resample,
-    config_error,
-    fail,
-    interrupted,
     parse_bands,
+    reported,
     split,
 )
 from geoseg.config import (
@@ -28,7 +25,6 @@ from geoseg.config import (
     ClusterConfig,
     RunConfig,
 )
-from geoseg.errors import GeosegError, InterruptedRun
 
 
 def run(
@@ -89,7 +85,7 @@ def run(
     ] = False,
 ) -> None:
     """Segment SCENE: landcover.tif (buildings.tif for building models), geoseg.gpkg, run.json in OUT."""
-    try:
+    with reported(out):
         cfg = RunConfig(
             scene=scene,
             out=out,
@@ -120,18 +116,10 @@ def run(
                 torch_threads=torch_threads,
             ),
         )
-    except ValidationError as exc:
-        config_error(exc)
     from geoseg.run.job import run_scene
 
-    try:
+    with reported(out):
         summary = run_scene(cfg, notify=lambda m: typer.echo(m, err=True), wait=wait)
-    except InterruptedRun as exc:
-        interrupted(exc)
-    except GeosegError as exc:
-        fail(str(exc))
-    except OSError as exc:  # e.g. the disk filled up under a library that does not say which file
-        fail(f"{exc.filename or cfg.out}: {exc.strerror or exc}")
     if not summary.skipped:
         typer.echo(
             f"{summary.out}: {summary.tiles} tiles ({summary.tiles_skipped} nodata-only skipped), "

@@ -10,9 +10,8 @@ import typer
 from geoseg.cli.common import (
     ClassNames,
     NotClasses,
-    fail,
+    reported,
 )
-from geoseg.errors import GeosegError
 
 
 def sample(
@@ -45,7 +44,7 @@ def sample(
     """Stratified random sample of MAP's pixels (strata = classes) as points for labelling in QGIS."""
     from geoseg.areas.cli import run_sample
 
-    try:
+    with reported(out):
         run_sample(
             map_path,
             out,
@@ -62,5 +61,3 @@ def sample(
             overwrite=overwrite,
             echo=typer.echo,
         )
-    except GeosegError as exc:
-        fail(str(exc))

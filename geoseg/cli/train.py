@@ -6,15 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from geoseg.cli.common import (
     ClassField,
-    config_error,
     fail,
+    reported,
     split,
 )
-from geoseg.errors import GeosegError
 
 
 def train(
@@ -55,45 +53,26 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
 ) -> None:
     """Train a model; rerunning the same command resumes after the last finished epoch."""
+    options = dict(locals())  # the flags, under TrainConfig's field names below
+    options.pop("overwrite")
+    options |= {
+        "images": images or [],
+        "labels": labels or [],
+        "val_images": val_images or [],
+        "val_labels": val_labels or [],
+        "classes": split([classes]) if classes else None,
+        "bands": split([bands]) if bands else None,
+        "arch": arch.lower(),
+        "gsd_m": options.pop("gsd"),
+    }
     from geoseg.train.config import TrainConfig
     from geoseg.train.job import train_model
 
+    with reported(out):
+        cfg = TrainConfig(**options)
     try:
-        cfg = TrainConfig(
-            task=task,
-            out=out,
-            images=images or [],
-            labels=labels or [],
-            val_images=val_images or [],
-            val_labels=val_labels or [],
-            val_fraction=val_fraction,
-            chips=chips,
-            colors=colors,
-            val_chips=val_chips,
-            classes=split([classes]) if classes else None,
-            class_field=class_field,
-            bands=split([bands]) if bands else None,
-            arch=arch.lower(),
-            encoder=encoder,
-            encoder_depth=encoder_depth,
-            encoder_weights=encoder_weights,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            batch=batch,
-            size=size,
-            lr=lr,
-            seed=seed,
-            sampler=sampler,
-            gsd_m=gsd,
-            overlap=overlap,
-            threads=threads,
-        )
-    except ValidationError as exc:
-        config_error(exc)
-    try:
-        result = train_model(cfg, overwrite=overwrite, notify=lambda m: typer.echo(m, err=True))
-    except GeosegError as exc:
-        fail(str(exc))
+        with reported(out):
+            result = train_model(cfg, overwrite=overwrite, notify=lambda m: typer.echo(m, err=True))
     except ValueError as exc:  # smp rejects an encoder/architecture combination
         fail(f"{cfg.arch}/{cfg.encoder}: {exc}")
     state = "already complete" if result.complete_before else "done"

@@ -8,10 +8,8 @@ from typing import Annotated
 import typer
 
 from geoseg.cli.common import (
-    fail,
-    interrupted,
+    reported,
 )
-from geoseg.errors import GeosegError, InterruptedRun
 
 
 def workflow(
@@ -22,7 +20,7 @@ def workflow(
     from geoseg.run.cluster import ClusterStart
     from geoseg.run.workflow import load_workflow
 
-    try:
+    with reported(file):
         wf, runs = load_workflow(file)
         # one cluster for all scenes, started by the first scene that has work to do
         with ClusterStart(wf.cluster, reuse=True) as cluster:
@@ -38,9 +36,3 @@ def workflow(
                     "up to date" if summary.skipped else f"{summary.tiles} tiles in {summary.seconds:.1f} s"
                 )
                 typer.echo(f"{wf.name}: {cfg.scene.name} -> {cfg.out}: {state}")
-    except InterruptedRun as exc:
-        interrupted(exc)
-    except GeosegError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"{exc.filename or file}: {exc.strerror or exc}")

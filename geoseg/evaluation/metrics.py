@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import shapely
 
+from geoseg.errors import LabelError
+
 if TYPE_CHECKING:
     import geopandas as gpd
 
@@ -71,7 +73,7 @@ def object_scores(
     """
     pc, tc = getattr(pred, "crs", None), getattr(truth, "crs", None)
     if pc is not None and tc is not None and not pc.equals(tc):
-        raise ValueError(f"pred and truth are in different CRSs ({pc} vs {tc}); reproject one first")
+        raise LabelError(f"pred and truth are in different CRSs ({pc} vs {tc}); reproject one first")
     pg, tg = _geometries(pred), _geometries(truth)
     matched: list[float] = []
     if len(pg) and len(tg):

@@ -33,6 +33,7 @@ import shapely
 from scipy import ndimage
 from skimage.segmentation import watershed
 
+from geoseg.errors import OptionError
 from geoseg.io.bandroles import role_of
 from geoseg.models.meta import ClassInfo
 
@@ -381,5 +382,5 @@ def get_baseline(spec: str) -> Baseline:
     """The baseline named by ``spec`` ("baseline:landcover" or "baseline:buildings")."""
     key = spec.strip().lower()
     if key not in BASELINES:
-        raise ValueError(f"unknown baseline {spec!r}; choose one of: {', '.join(BASELINES)}")
+        raise OptionError(f"unknown baseline {spec!r}; choose one of: {', '.join(BASELINES)}")
     return BASELINES[key]()

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 import torch
 
+from geoseg.errors import OptionError
 from geoseg.inference.openvino import cache_dir, infer_request, ir_cached, ir_path
 from geoseg.inference.precision import precision_name, torch_autocast_dtype
 from geoseg.io.staging import atomic_path
@@ -297,12 +298,12 @@ def make_engine(
         return TorchEngine(checkpoint.model, device, torch_autocast_dtype(precision, device.type, amp))
     if name in ("onnx", "openvino"):
         if device.type != "cpu":
-            raise ValueError(f"the {name} engine runs on CPU only (device {device}); use --engine torch")
+            raise OptionError(f"the {name} engine runs on CPU only (device {device}); use --engine torch")
         if name == "onnx":
             if precision not in (None, "f32", "auto"):
-                raise ValueError(
+                raise OptionError(
                     f"the onnx engine runs f32 only (--precision {precision}); use openvino or torch"
                 )
             return OnnxEngine(checkpoint, threads)
         return OpenVinoEngine(checkpoint, threads, precision=precision)
-    raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    raise OptionError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from geoseg.errors import OptionError
 from geoseg.inference.engines import Engine, EngineName, make_engine
 from geoseg.inference.offheap import offheap_empty
 from geoseg.inference.openvino import PAD_MULTIPLE, OpenVinoPredictor, predictor_for
@@ -30,7 +31,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but no CUDA device is available")
+        raise OptionError("--device cuda requested but no CUDA device is available")
     return torch.device(device)
 
 

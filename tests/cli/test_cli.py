@@ -162,3 +162,42 @@ def test_evaluate_refuses_a_model_of_another_band_count():
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "1 band(s) but the model expects 3" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            [
+                "evaluate",
+                "--model",
+                "baseline:landcover",
+                "--chips",
+                ".",
+                "--colors",
+                "x.yaml",
+                "--device",
+                "gpu",
+            ],
+            "--device 'gpu'",
+        ),
+        (["evaluate", "--model", "baseline:nope", "--chips", ".", "--colors", "x.yaml"], "unknown baseline"),
+        (["sample", str(ALBERS_INT16), "--out", "s.gpkg", "--allocation", "most"], "--allocation"),
+    ],
+)
+def test_bad_options_are_one_error_line_before_any_work(tmp_path, args, message):
+    """Every user error is a GeosegError: one ``error: ...`` line, exit 2, no traceback."""
+    res = geoseg(*[a.replace("s.gpkg", str(tmp_path / "s.gpkg")) for a in args], timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("error: ") and message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert not (tmp_path / "s.gpkg").exists()
+
+
+def test_library_errors_are_geoseg_errors_and_value_errors():
+    from geoseg.errors import GeosegError, OptionError
+    from geoseg.inference.baseline import get_baseline
+
+    with pytest.raises(OptionError, match="unknown baseline") as exc:
+        get_baseline("baseline:nope")
+    assert isinstance(exc.value, GeosegError) and isinstance(exc.value, ValueError)

@@ -22,6 +22,7 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
+from geoseg.errors import OptionError
 from geoseg.inference.engines import (
     OnnxEngine,
     OpenVinoEngine,
@@ -190,11 +191,11 @@ def test_in_memory_checkpoint_is_keyed_by_its_weights():
 
 def test_engine_choice_errors(monkeypatch, tmp_path):
     ckpt = load_checkpoint(LANDCOVER_MODEL)
-    with pytest.raises(ValueError, match="CPU only"):
+    with pytest.raises(OptionError, match="CPU only"):
         make_engine("onnx", ckpt, torch.device("cuda"))
-    with pytest.raises(ValueError, match="openvino engine runs on CPU only"):
+    with pytest.raises(OptionError, match="openvino engine runs on CPU only"):
         make_engine("openvino", ckpt, torch.device("cuda"))
-    with pytest.raises(ValueError, match="unknown engine"):
+    with pytest.raises(OptionError, match="unknown engine"):
         make_engine("tensorrt", ckpt, CPU)  # type: ignore[arg-type]
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if it were not installed: needed to export
     with pytest.raises(ImportError, match=r"pip install onnx \("):

@@ -114,7 +114,7 @@ def main() -> None:
         )
         row = json.loads(res.stdout.strip().splitlines()[-1])
         cells = [f"{n}²", f"{row['seconds']} s", f"{row['peak_rss_mib']} MiB", f"{row['regions']:,}"]
-        print("| " + " | ".join(cells + [f"{row['changed_percent']} %"]) + " |")
+        print("| " + " | ".join([*cells, f"{row['changed_percent']} %"]) + " |")
 
 
 if __name__ == "__main__":

@@ -980,7 +980,7 @@ def format_markdown(results: dict, command: str, note: str | None) -> str:
             f"batch/torch threads, run by `{Path(pr['python']).parent.parent.name}/bin/python`",
         )
     notes = ["", "### How to read this", "", *READING_NOTES, *(PEER_NOTES if results.get("peers") else [])]
-    return "\n".join(head + [format_tables(results)] + notes) + "\n"
+    return "\n".join([*head, format_tables(results), *notes]) + "\n"
 
 
 def parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]:

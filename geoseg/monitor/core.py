@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -228,7 +229,7 @@ def _desired_steps(wf: MonitorWorkflow, state: dict) -> dict[str, dict]:
     dates = _valid_dates(state)
     steps: dict[str, dict] = {}
     ch = wf.change_hash()
-    for (d0, _, t0), (d1, _, t1) in zip(dates, dates[1:], strict=False):
+    for (d0, _, t0), (d1, _, t1) in itertools.pairwise(dates):
         rel = f"changes/{d0.isoformat()}_{d1.isoformat()}"
         steps[rel] = {
             "kind": "previous",

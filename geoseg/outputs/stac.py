@@ -108,7 +108,7 @@ def build_run_item(
     started: dt.datetime,
     finished: dt.datetime,
     out_dir: str | os.PathLike[str] | None = None,
-    acquired: dt.date | None | bool = False,
+    acquired: dt.date | bool | None = False,
 ) -> pystac.Item:
     """STAC Item of one run: footprint of the scene in EPSG:4326, projection of the scene grid, outputs.
 

@@ -137,7 +137,7 @@ class RunListing:
 
 def list_runs(root: Path) -> list[RunListing]:
     """Training runs in ``root`` (the folder itself or its sub-folders), newest config first."""
-    candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
     found = []
     for path in candidates:
         run = TrainRun(path)

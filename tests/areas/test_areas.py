@@ -175,7 +175,7 @@ def _brute_force(strata_area: dict[int, float], m: np.ndarray, r: np.ndarray, k:
 
 
 def test_estimator_matches_brute_force_on_a_real_sample(nc):
-    ref, path, labels, transform, _ = nc
+    ref, path, _labels, _transform, _ = nc
     cmap = open_class_map(path)
     counts = count_classes(cmap)
     d = design_sample(cmap, n=300, seed=3, min_per_stratum=30)
@@ -358,7 +358,7 @@ def test_class_names_from_tags_sidecar_or_option(tmp_path):
 
 
 def test_true_labels_give_areas_within_ci_while_mapped_areas_are_biased(nc, tmp_path):
-    ref, path, labels, transform, _ = nc
+    ref, path, _labels, transform, _ = nc
     samples = tmp_path / "samples.gpkg"
     res = geoseg(
         "sample", str(path), "--out", str(samples), "--n", "500", "--seed", "5", "--min-per-stratum", "50"

@@ -121,7 +121,7 @@ def test_naip_pair_on_one_grid(naip_change, naip_runs):
 
 
 def test_naip_change_metadata(naip_change, naip_runs):
-    out, s = naip_change
+    out, _s = naip_change
     item = pystac.Item.from_file(str(out / "change.json"))
     assert item.datetime is None
     assert item.properties["start_datetime"].startswith("2009-08-18")
@@ -399,7 +399,7 @@ def test_masked_pixels_are_not_compared(tmp_path, naip_runs, naip_change):
 @needs_qgis
 def test_change_outputs_open_styled_in_qgis(naip_change, tmp_path):
     out, _ = naip_change
-    infos, png = open_in_qgis(out, tmp_path)
+    infos, _png = open_in_qgis(out, tmp_path)
     raster = next(i for i in infos if i["layer"] == "change.tif")
     assert raster["valid"] and raster["renderer"] == "paletted"
     layer = next(i for i in infos if i["layer"] == "landcover_change")

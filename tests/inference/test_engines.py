@@ -169,7 +169,7 @@ def test_onnx_export_is_cached_and_reused(onnx_cache):
 
 
 def test_damaged_cache_file_is_exported_again(onnx_cache, tmp_path):
-    path, _ = onnx_cache
+    _path, _ = onnx_cache
     ckpt = load_checkpoint(LANDCOVER_MODEL)
     damaged = onnx_path(ckpt, tmp_path)
     damaged.parent.mkdir(parents=True)

@@ -73,7 +73,7 @@ def test_alpha_band_decides(tmp_path: Path) -> None:
     data = np.full((4, 32, 32), 90, np.uint8)
     data[3, :, :16] = 0  # alpha: left half transparent
     path = write_scene(tmp_path / "a.tif", data, photometric="RGB", alpha="YES")
-    data3, valid = read_window(path, Window(0, 0, 32, 32), [1, 2, 3, 4])
+    _data3, valid = read_window(path, Window(0, 0, 32, 32), [1, 2, 3, 4])
     assert not valid[:, :16].any() and valid[:, 16:].all()
 
 

@@ -212,7 +212,7 @@ def test_concurrent_calls_one_runs_the_other_exits(tmp_path, reference):
         [sys.executable, "-m", "geoseg", "monitor", str(wf), "--wait", "--json"], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    out1, err1 = first.communicate(timeout=240)
+    _out1, err1 = first.communicate(timeout=240)
     assert first.returncode == 0, err1
     assert second.returncode == 75
     assert "another geoseg monitor call" in second.stderr and len(second.stderr.strip().splitlines()) == 1

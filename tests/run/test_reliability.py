@@ -161,7 +161,7 @@ def test_cog_writer_raises_when_the_disk_fills_during_the_cog_copy(tmp_path):
         for r in (0, 512):
             for c in range(0, 2048, 512):
                 writer.write(r, c, rng.integers(0, 16, (512, 512), dtype=np.uint8))  # ~1 MB compressed
-        with pytest.raises(OutputError, match="x.tif"):
+        with pytest.raises(OutputError, match=r"x\.tif"):
             writer.close()
         assert list(fs.iterdir()) == []
 

@@ -18,7 +18,7 @@ def test_workflow_runs_then_skips(tmp_path, dask_cluster):
         f"parameters:\n  tile: 256\n  overlap: 32\n  progress: false\n"
         f"cluster:\n  scheduler: {dask_cluster.scheduler_address}\n"
     )
-    wf, runs = load_workflow(wf_file)
+    _wf, runs = load_workflow(wf_file)
     assert [r.out for r in runs] == [tmp_path / "out" / LANDSAT_RGB.stem]
     assert runs[0].tile == 256
     first = run_scene(runs[0], notify=lambda m: None)

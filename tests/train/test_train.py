@@ -193,7 +193,7 @@ def test_local_encoder_weights_are_loaded(tmp_path):
     for a, b in zip(source.encoder.state_dict().values(), target.encoder.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     (tmp_path / "junk.pth").write_bytes(b"not weights")
-    with pytest.raises(CheckpointError, match="junk.pth"):
+    with pytest.raises(CheckpointError, match=r"junk\.pth"):
         load_encoder_weights(target, tmp_path / "junk.pth")
 
 

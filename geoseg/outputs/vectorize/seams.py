@@ -347,7 +347,7 @@ def merge_seams(blocks: Iterable[BlockPolygons]) -> Polys:
     el_last = np.concatenate((direction[last_edge], d))
     el_val = np.concatenate((val[chain_start], val[src]))
     el_group = np.concatenate((group[piece[chain_start]], group[piece[src]]))
-    order, r_first, r_len, _ = _link_elements(el_start, el_end, el_first, el_last, el_val)
+    order, r_first, _r_len, _ = _link_elements(el_start, el_end, el_first, el_last, el_val)
 
     # ring vertices: each element contributes all its vertices but the last (the next one's first)
     contrib = np.concatenate((n_edges, np.ones(len(src), np.int64)))[order]
@@ -478,7 +478,7 @@ def _diagonal_contacts(geoms: np.ndarray, values: list[int], inverse: Affine) ->
     """Scene pixel corners (x, y) where rings of two different polygons of one class meet (they can only
     touch diagonally there: polygons of one class sharing an edge would be one polygon)."""
     n_rings = shapely.get_num_interior_rings(geoms) + 1
-    x, y, ring_off, poly_off = _pixel_rings(geoms, np.repeat([tuple(inverse[:6])], len(geoms), axis=0))
+    x, y, ring_off, _poly_off = _pixel_rings(geoms, np.repeat([tuple(inverse[:6])], len(geoms), axis=0))
     vring = np.repeat(np.arange(len(ring_off) - 1), np.diff(ring_off))
     poly = np.repeat(np.arange(len(geoms)), n_rings)[vring]
     edge = np.ones(len(x), bool)

@@ -46,5 +46,3 @@ class BatchResult:
     probs: dict[int, np.ndarray | None]
     valid: dict[int, np.ndarray]  # each read tile's validity mask (bool), for the blocks' nodata
     stats: BatchStats
-
-

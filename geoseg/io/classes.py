@@ -69,5 +69,3 @@ class ColorTable(BaseModel):
         return {c.mask.upper(): i for i, c in enumerate(self.classes)} | {
             color.upper(): ignore_index for color in self.ignore
         }
-
-

@@ -130,4 +130,3 @@ class LandcoverSink(Sink):
                 "Winning-class probability x 255",
             )
         return out
-

@@ -29,7 +29,6 @@ class BlockResult:
     batches: tuple[BatchStats, ...] = ()  # of the batches it used, in the plan's ``block_deps`` order
 
 
-
 class Sink:
     """Where a product's finished blocks and polygons go: ``geoseg.outputs.landcover.LandcoverSink`` and
     ``geoseg.outputs.buildings.BuildingOutputs``."""

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from geoseg.io.classes import BUILDING_CLASSES
 
 Task = Literal["landcover", "buildings"]
+
+
 class TrainConfig(BaseModel):
     """Everything that defines a training run (saved as ``config.json`` in the run folder)."""
 

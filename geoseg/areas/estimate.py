@@ -162,7 +162,7 @@ class AreaEstimate:
         return out, csv_path
 
 
-def _num(v: float | None) -> float | None:
+def _num(v: float | np.ndarray | None) -> float | None:
     return None if v is None or not np.isfinite(v) else float(v)
 
 

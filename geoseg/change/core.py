@@ -35,6 +35,7 @@ from geoseg.change.errors import ChangeInputError
 from geoseg.change.grid import Aligned, common_grid, pixel_size_m
 from geoseg.change.runs import RunInfo, check_comparable, load_run
 from geoseg.errors import OutputExistsError
+from geoseg.io.raster import crs_of
 from geoseg.io.staging import staging_dir
 from geoseg.outputs.classmeta import add_class_extensions, write_category_sidecar
 from geoseg.outputs.cog import BlockCOGWriter
@@ -142,9 +143,9 @@ def _resolve_inputs(cfg: ChangeConfig, notify) -> tuple[RunInfo, RunInfo]:
     for p in (cfg.before, cfg.after):
         if not p.exists():
             raise ChangeInputError(f"{p}: no such run folder or scene")
-    for p in (cfg.before_mask, cfg.after_mask):
-        if p is not None and not p.is_file():
-            raise ChangeInputError(f"{p}: no such mask raster")
+    for mask in (cfg.before_mask, cfg.after_mask):
+        if mask is not None and not mask.is_file():
+            raise ChangeInputError(f"{mask}: no such mask raster")
     _precheck_scenes(cfg)
     # run folders first: a bad folder is reported before any scene is run
     runs: dict[str, RunInfo] = {}
@@ -188,7 +189,7 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
     h, w = int(target.shape.y), int(target.shape.x)
     px_m = pixel_size_m(target)
     notify(
-        f"grid: {which}'s, {w} x {h} pixels of {px_m:.3g} m ({target.crs.to_epsg() or 'custom CRS'}); "
+        f"grid: {which}'s, {w} x {h} pixels of {px_m:.3g} m ({crs_of(target).to_epsg() or 'custom CRS'}); "
         f"footprints overlap {overlap_m2:,.0f} m²"
     )
     classes = before.classes
@@ -200,7 +201,7 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
     transitions = {1 + i * n + j: (classes[i], classes[j]) for i in range(n) for j in range(n) if i != j}
     names = {code: f"{a.name} → {b.name}" for code, (a, b) in transitions.items()}
     colors = {code: _mix(_hex_rgb(b.color), _hex_rgb(a.color)) for code, (a, b) in transitions.items()}
-    crs_wkt = target.crs.to_wkt()
+    crs_wkt = crs_of(target).to_wkt()
     blocks = block_windows(h, w, cfg.block)
     pixel_area = _pixel_area_m2(target)
     min_conf = None if cfg.min_confidence is None else cfg.min_confidence * 255
@@ -210,10 +211,12 @@ def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
         raw = al.read(run.raster, win)
         if run.task == "buildings":
             bld = run.building_class
+            if bld is None:
+                raise ChangeInputError(f"{run.folder}: a building run without a building class")
             bg = next(c.id for c in run.classes if c.id != bld)
             cls = np.where(raw > 0, bld, bg).astype(np.int32)
             valid = al.read_valid(run.source, win) if run.source is not None else np.ones(win.shape, bool)
-            extent = run.geobox.extent.to_crs(target.crs).geom
+            extent = run.geobox.extent.to_crs(crs_of(target)).geom
             valid &= rasterize(
                 [extent], out_shape=win.shape, transform=win.transform(target.affine), fill=0, dtype="uint8"
             ).astype(bool)

@@ -11,6 +11,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 
 from geoseg.change.errors import ChangeInputError
+from geoseg.io.raster import crs_of
 from geoseg.io.staging import RUN_FILE
 
 
@@ -172,7 +173,7 @@ def write_run_folder(
     from geoseg.outputs.stac import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
 
     h, w = int(geobox.shape.y), int(geobox.shape.x)
-    crs = geobox.crs.to_wkt()
+    crs = crs_of(geobox).to_wkt()
     now = _dt.datetime.now(_dt.timezone.utc)
     with staging_dir(Path(out)) as stage:
         name = "buildings.tif" if task == "buildings" else "landcover.tif"

@@ -29,7 +29,7 @@ def _parse_bounds(value: str | None) -> tuple[float, float, float, float] | None
         b = ()
     if len(b) != 4 or b[0] >= b[2] or b[1] >= b[3]:
         fail(f"--bounds must be xmin,ymin,xmax,ymax in the image CRS, got {value!r}")
-    return b  # type: ignore[return-value]
+    return b[0], b[1], b[2], b[3]
 
 
 def _parse_groups(values: list[str] | None) -> dict[str, list[str]] | None:
@@ -98,7 +98,7 @@ def evaluate(
             band_names=split([band_names]) if band_names else None,
             precision=precision,
         )
-        if chips:
+        if chips is not None and colors is not None:  # both, or neither (checked above)
             report = evaluate_chips(seg, chips, colors, subfolder, notify=notify)
         else:
             pairs = pair_labels(images, labels)

@@ -89,7 +89,7 @@ def run(
         cfg = RunConfig(
             scene=scene,
             out=out,
-            model=(model or [DEFAULT_LANDCOVER_MODEL])[0],
+            model=model[0] if model else DEFAULT_LANDCOVER_MODEL,
             models=model if model and len(model) > 1 else [] if model else DEFAULT_MODELS,
             tile=tile,
             overlap=overlap,

@@ -27,7 +27,7 @@ from geoseg.inference.scene_checks import check_value_range, select_bands, work_
 from geoseg.io.chips import IGNORE_INDEX, find_pairs, load_chips
 from geoseg.io.classes import ColorTable
 from geoseg.io.labels import is_vector, read_labels
-from geoseg.io.raster import Scene, open_scene, read_window
+from geoseg.io.raster import Scene, crs_of, open_scene, read_window
 from geoseg.io.staging import atomic_write_text
 from geoseg.models.checkpoint import load_checkpoint
 from geoseg.outputs.instances import instance_polygons, label_instances
@@ -94,7 +94,7 @@ class EvalReport:
         return "\n".join(lines)
 
 
-def _num(v: float) -> float | None:
+def _num(v: float | np.ndarray | None) -> float | None:
     return None if v is None or not np.isfinite(v) else round(float(v), 4)
 
 
@@ -141,6 +141,11 @@ class Segmenter:
         self.batch = batch
         self.resample = resample
 
+    def _predictor(self) -> Predictor:
+        if self.predictor is None:  # baselines answer before a predictor is asked for
+            raise RuntimeError(f"{self.spec}: a baseline has no checkpoint predictor")
+        return self.predictor
+
     def predict_array(
         self, image: np.ndarray, valid: np.ndarray, bands: Sequence[str], gsd_m: float | None
     ) -> np.ndarray:
@@ -148,7 +153,7 @@ class Segmenter:
         if self.baseline is not None:
             return self.baseline.predict(image, valid, list(bands), gsd_m)
         probs, _ = predict_image(
-            self.predictor.predict, image, valid, len(self.classes), self.tile, self.overlap, self.batch
+            self._predictor().predict, image, valid, len(self.classes), self.tile, self.overlap, self.batch
         )
         return probs.argmax(0).astype(np.uint8)
 
@@ -176,13 +181,25 @@ class Segmenter:
         if work is None:
             image, _ = read_window(scene.path, region, bands)
             probs, _ = predict_image(
-                self.predictor.predict, image, valid, len(self.classes), self.tile, self.overlap, self.batch
+                self._predictor().predict,
+                image,
+                valid,
+                len(self.classes),
+                self.tile,
+                self.overlap,
+                self.batch,
             )
         else:
             ww = work_window_of_block(region, scene.geobox.affine, work)
             image, wvalid = read_window(scene.path, ww, bands, work)
             probs, covered = predict_image(
-                self.predictor.predict, image, wvalid, len(self.classes), self.tile, self.overlap, self.batch
+                self._predictor().predict,
+                image,
+                wvalid,
+                len(self.classes),
+                self.tile,
+                self.overlap,
+                self.batch,
             )
             probs, _ = to_scene_grid(probs, covered, ww, work, region, scene)
         return probs.argmax(0).astype(np.uint8), valid
@@ -204,7 +221,7 @@ def truth_polygons(
     """True building outlines inside ``region``: label polygons clipped to it, or instances of a raster."""
     geobox = scene.geobox[region.slices()]
     if is_vector(labels):
-        frame = gpd.read_file(labels, engine="pyogrio").to_crs(scene.geobox.crs.to_wkt())
+        frame = gpd.read_file(labels, engine="pyogrio").to_crs(crs_of(scene.geobox).to_wkt())
         # self-intersecting outlines (bow ties, spikes) are repaired: GEOS cannot clip them otherwise
         clipped = frame.geometry.make_valid().intersection(box(*geobox.extent.boundingbox))
         return clipped[~clipped.is_empty & (clipped.area >= MIN_TRUTH_AREA)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import shapely
@@ -24,7 +24,18 @@ def confusion_matrix(
     return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-def scores(cm: np.ndarray) -> dict[str, np.ndarray | float]:
+class Scores(TypedDict):
+    """``scores``: per-class arrays (in class order) and the two overall numbers."""
+
+    iou: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    miou: float
+    accuracy: float
+
+
+def scores(cm: np.ndarray) -> Scores:
     """Per-class IoU, precision, recall and F1 (NaN where a class is absent) plus mIoU and accuracy."""
     cm = cm.astype(np.float64)
     tp = np.diag(cm)

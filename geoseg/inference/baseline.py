@@ -123,7 +123,13 @@ class _Scene:
 
     @property
     def rgb(self) -> bool:
-        return self.red is not None and self.green is not None and self.blue is not None
+        return self.rgb_bands() is not None
+
+    def rgb_bands(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(red, green, blue) where the image has all three."""
+        if self.red is None or self.green is None or self.blue is None:
+            return None
+        return self.red, self.green, self.blue
 
 
 def _sample(values: np.ndarray, valid: np.ndarray, limit: int = 1 << 20) -> np.ndarray:
@@ -141,7 +147,7 @@ def _scene(image: np.ndarray, valid: np.ndarray, bands: Sequence[str] | None) ->
     valid = np.asarray(valid, bool) & np.all(np.isfinite(image), axis=0)
     roles = band_roles(bands, image.shape[0])
     get = {k: np.clip(np.nan_to_num(image[i].astype(np.float32)), 0, None) for k, i in roles.items()}
-    s = _Scene(valid=valid, **{k: get.get(k) for k in ("red", "green", "blue", "nir")})
+    s = _Scene(valid, get.get("red"), get.get("green"), get.get("blue"), get.get("nir"))
     visible = [get[k] for k in ("red", "green", "blue") if k in get]
     raw = get["pan"] if "pan" in get else sum(visible) / len(visible) if visible else next(iter(get.values()))
     if valid.any():
@@ -161,13 +167,14 @@ def _vegetation(s: _Scene) -> np.ndarray:
     """Vegetation: NDVI > ``NDVI_MIN`` (red + NIR), or excess green > ``EXG_MIN`` and green >= blue (RGB)."""
     if s.red is not None and s.nir is not None:
         return (_ratio(s.nir, s.red) > NDVI_MIN) & s.valid
-    if s.rgb:
-        total = s.red + s.green + s.blue
+    if (rgb := s.rgb_bands()) is not None:
+        red, green, blue = rgb
+        total = red + green + blue
         # damped chromaticity: the constant keeps the noise of near-black pixels (deep water, JPEG) small
         bright = float(np.percentile(_sample(total, s.valid), 99)) if s.valid.any() else 1.0
         damp = EXG_DAMPING * max(bright, 1e-12)
-        exg = ((2 * s.green - s.red - s.blue) / (total + damp)).astype(np.float32)
-        return (exg > EXG_MIN) & (s.green >= s.blue) & s.valid
+        exg = ((2 * green - red - blue) / (total + damp)).astype(np.float32)
+        return (exg > EXG_MIN) & (green >= blue) & s.valid
     return np.zeros_like(s.valid)
 
 
@@ -187,8 +194,9 @@ def _water(s: _Scene, gsd_m: float) -> np.ndarray:
         return (_ratio(s.green, s.nir) > NDWI_MIN) & s.valid
     max_bright, max_std, min_area = WATER_RULE_RGB if s.rgb else WATER_RULE_PAN
     water = (s.gray < max_bright) & s.valid
-    if s.rgb:  # blue-dominant, or near-black (deep water has no reliable colour)
-        water &= ((s.blue >= s.green) & (s.blue > s.red)) | (s.gray < WATER_BLACK)
+    if (rgb := s.rgb_bands()) is not None:  # blue-dominant, or near-black (deep water: no reliable colour)
+        red, green, blue = rgb
+        water &= ((blue >= green) & (blue > red)) | (s.gray < WATER_BLACK)
     size = max(3, int(round(3.0 / gsd_m)) | 1)
     mean = ndimage.uniform_filter(s.gray, size)
     var = ndimage.uniform_filter(s.gray * s.gray, size) - mean * mean
@@ -270,7 +278,8 @@ def _buildings(s: _Scene, gsd_m: float, vegetation: np.ndarray | None = None) ->
     veg = vegetation if vegetation is not None else _vegetation(s)
     veg = _block_mean(veg.astype(np.float32), f)
     sigma = max(0.7, 0.5 / g)
-    channels = [s.red, s.green, s.blue] if s.rgb else [s.gray]
+    rgb = s.rgb_bands()
+    channels = list(rgb) if rgb is not None else [s.gray]
     grad = np.zeros(valid.shape, np.float32)
     for c in channels:
         c = _block_mean(c, f)
@@ -332,8 +341,8 @@ class LandcoverBaseline:
     name = "baseline:landcover"
     task: Literal["landcover", "buildings"] = "landcover"
     # the band roles it uses where the scene has them, and the sets of which it needs one in full
-    uses = ("red", "green", "blue", "nir")
-    needs = (("red", "green", "blue"), ("red", "green", "nir"), ("pan",))
+    uses: tuple[str, ...] = ("red", "green", "blue", "nir")
+    needs: tuple[tuple[str, ...], ...] = (("red", "green", "blue"), ("red", "green", "nir"), ("pan",))
 
     def __init__(self) -> None:
         self.classes = list(LANDCOVER_CLASSES)
@@ -358,8 +367,8 @@ class BuildingsBaseline:
 
     name = "baseline:buildings"
     task: Literal["landcover", "buildings"] = "buildings"
-    uses = ("red", "green", "blue", "nir")
-    needs = (("red", "green", "blue"), ("pan",))
+    uses: tuple[str, ...] = ("red", "green", "blue", "nir")
+    needs: tuple[tuple[str, ...], ...] = (("red", "green", "blue"), ("pan",))
 
     def __init__(self) -> None:
         self.classes = list(BUILDINGS_CLASSES)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 import torch
 
-from geoseg.errors import OptionError
+from geoseg.errors import CheckpointError, OptionError
 from geoseg.inference.openvino import cache_dir, infer_request, ir_cached, ir_path
 from geoseg.inference.precision import precision_name, torch_autocast_dtype
 from geoseg.io.staging import atomic_path
@@ -94,6 +94,12 @@ class TorchEngine:
         enabled = self.autocast_dtype is not None
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=enabled):
             return self.model(x)
+
+
+def _torch_model(checkpoint: Checkpoint) -> torch.nn.Module:
+    if checkpoint.model is None:  # loaded for its metadata only
+        raise CheckpointError("the checkpoint was loaded without its torch model")
+    return checkpoint.model
 
 
 def model_key(checkpoint: Checkpoint) -> str:
@@ -181,7 +187,7 @@ class OnnxEngine:
 
     def _export(self, checkpoint: Checkpoint) -> None:
         _require("onnx")  # torch's exporter serialises with it
-        model = checkpoint.model
+        model = _torch_model(checkpoint)
         device = next(model.parameters()).device
         export_onnx(model.to("cpu").eval(), checkpoint.meta.in_channels, self.path)
         model.to(device)
@@ -295,7 +301,9 @@ def make_engine(
                 log.warning("openvino cannot run %s (%s); using torch", checkpoint.meta.arch, exc)
         name = "torch"
     if name == "torch":
-        return TorchEngine(checkpoint.model, device, torch_autocast_dtype(precision, device.type, amp))
+        return TorchEngine(
+            _torch_model(checkpoint), device, torch_autocast_dtype(precision, device.type, amp)
+        )
     if name in ("onnx", "openvino"):
         if device.type != "cpu":
             raise OptionError(f"the {name} engine runs on CPU only (device {device}); use --engine torch")

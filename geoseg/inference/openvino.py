@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -161,7 +161,7 @@ class OpenVinoPredictor:
         h, w = x.shape[-2:]
         ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
         if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "edge"
+            mode: Literal["reflect", "edge"] = "reflect" if ph < h and pw < w else "edge"
             pad = ((0, 0), (0, 0), (0, ph), (0, pw))
             x, v = np.pad(x, pad, mode=mode), np.pad(v, pad, mode=mode)
         return np.ascontiguousarray(x), np.ascontiguousarray(v)

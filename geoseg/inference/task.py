@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from geoseg.inference.engines import EngineName  # engines imports torch; workers may not
 
 __all__ = ["BatchResult", "BatchStats", "ModelTask"]
 
@@ -17,7 +21,7 @@ class ModelTask:
     device: str
     torch_threads: int
     class_ids: tuple[int, ...]
-    engine: str = "auto"
+    engine: EngineName = "auto"
     amp: bool = True
     # geoseg.inference.precision: None is f32 on the CPU, fp16 autocast on CUDA (amp)
     precision: str | None = None

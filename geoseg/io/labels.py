@@ -24,6 +24,7 @@ from shapely.geometry import box
 
 from geoseg.errors import LabelError
 from geoseg.io.chips import IGNORE_INDEX
+from geoseg.io.raster import crs_of
 
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".parquet")
 
@@ -105,7 +106,7 @@ def rasterize_polygons(
     if polys.empty:
         raise LabelError(f"{path}: no polygon features (found {sorted(set(frame.geom_type))})")
     try:
-        polys = polys.to_crs(geobox.crs.to_wkt())
+        polys = polys.to_crs(crs_of(geobox).to_wkt())
     except (CRSError, ValueError) as exc:
         raise LabelError(f"{path}: cannot reproject labels to the image CRS ({exc})") from None
     if not np.isfinite(polys.total_bounds).all():
@@ -163,11 +164,11 @@ def read_label_raster(path: Path, geobox: GeoBox, classes: Sequence[str]) -> np.
         if src.count != 1:
             raise LabelError(f"{path}: label raster must have one band, found {src.count}")
         nodata = src.nodata
-        src_box = box(*rasterio.warp.transform_bounds(src.crs, geobox.crs.to_wkt(), *src.bounds))
+        src_box = box(*rasterio.warp.transform_bounds(src.crs, crs_of(geobox).to_wkt(), *src.bounds))
         if not src_box.intersects(box(*geobox.extent.boundingbox)):
             raise LabelError(f"{path}: label raster does not overlap the image extent")
         same_grid = (
-            src.crs == rasterio.crs.CRS.from_wkt(geobox.crs.to_wkt())
+            src.crs == rasterio.crs.CRS.from_wkt(crs_of(geobox).to_wkt())
             and src.transform.almost_equals(geobox.affine)
             and src.shape == (int(geobox.shape.y), int(geobox.shape.x))
         )
@@ -189,7 +190,7 @@ def read_label_raster(path: Path, geobox: GeoBox, classes: Sequence[str]) -> np.
                 src_crs=src.crs,
                 src_nodata=-1,
                 dst_transform=geobox.affine,
-                dst_crs=geobox.crs.to_wkt(),
+                dst_crs=crs_of(geobox).to_wkt(),
                 dst_nodata=-1,
                 resampling=Resampling.nearest,
             )

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,7 +75,7 @@ def damaged_outputs(out: Path, record: dict) -> str | None:
     return None
 
 
-def check_out_path(out: Path, inputs: list[Path] = ()) -> None:
+def check_out_path(out: Path, inputs: Sequence[Path] = ()) -> None:
     """Refuse an ``--out`` that cannot be an output folder, or that holds an input; raises ``OutputError``."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: is a file, not a folder; choose another --out")
@@ -109,8 +109,8 @@ def check_output(out: Path, fingerprint: str, overwrite: bool) -> tuple[bool, st
             f"{out}: holds files geoseg did not write ({shown}); geoseg never replaces them, "
             "choose another --out"
         )
-    same = record.get("properties", {}).get("geoseg:fingerprint") == fingerprint
-    if same and not overwrite:
+    same = record is not None and record.get("properties", {}).get("geoseg:fingerprint") == fingerprint
+    if record is not None and same and not overwrite:
         why = damaged_outputs(out, record)
         return (True, None) if why is None else (False, why)
     if not overwrite:
@@ -134,7 +134,7 @@ def clean_stale(out: Path, keep: Path | None = None) -> list[Path]:
     """Remove geoseg's leftovers beside ``out`` (staging folders of other runs, folders replaced by an
     interrupted commit), except ``keep``; call with the output lock held. Returns what was removed."""
     out = out.resolve()
-    removed = []
+    removed: list[Path] = []
     if not out.parent.is_dir():
         return removed
     for p in out.parent.iterdir():

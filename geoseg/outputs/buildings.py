@@ -24,7 +24,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.features import rasterize
 
-from geoseg.io.raster import window_to_rio
+from geoseg.io.raster import crs_of, window_to_rio
 from geoseg.outputs.cog import BlockCOGWriter
 from geoseg.outputs.gpkg import write_layer, write_layer_styles
 from geoseg.outputs.instances import MIN_SPLIT_PIECE_M2, instance_polygons, label_instances
@@ -62,10 +62,10 @@ class BuildingOutputs(Sink):
         self.gsd_m = gsd_m
         self.geobox = geobox
         self.building_class = building_class
-        self.crs_wkt = geobox.crs.to_wkt()
+        self.crs_wkt = crs_of(geobox).to_wkt()
         self.tags = tags
         self.raster = stage / RASTER
-        self.count = 0
+        self.polygons = 0
         self._confidence_path = stage / ".confidence.tif"
         h, w = int(geobox.shape.y), int(geobox.shape.x)
         self._confidence = rasterio.open(
@@ -86,10 +86,6 @@ class BuildingOutputs(Sink):
             SPARSE_OK=True,
         )
 
-    @property
-    def polygons(self) -> int:
-        return self.count
-
     def add_block(self, block: Window, res: BlockResult) -> None:
         """A finished output block: keep its probabilities, give its interior buildings ids."""
         self._confidence.write(res.confidence, 1, window=window_to_rio(block))
@@ -104,7 +100,7 @@ class BuildingOutputs(Sink):
         buildings = self._split_touching([g for g, value in polys if value == self.building_class])
         frame = polygons_to_frame([(g, self.building_class) for g in buildings], {}, self.crs_wkt)
         frame = frame[frame["area_m2"] >= MIN_AREA_M2]
-        if frame.empty and self.count:
+        if frame.empty and self.polygons:
             return
         geoms = frame.geometry.to_numpy()
         if window is not None:
@@ -115,15 +111,15 @@ class BuildingOutputs(Sink):
             )
         out = gpd.GeoDataFrame(
             {
-                "id": np.arange(self.count + 1, self.count + len(frame) + 1, dtype=np.int64),
+                "id": np.arange(self.polygons + 1, self.polygons + len(frame) + 1, dtype=np.int64),
                 "score": np.round(scores, 4),
                 "area_m2": frame["area_m2"].to_numpy(),
             },
             geometry=geoms,
             crs=frame.crs,
         )
-        write_layer(out, self.gpkg, LAYER, append=self.count > 0)
-        self.count += len(out)
+        write_layer(out, self.gpkg, LAYER, append=self.polygons > 0)
+        self.polygons += len(out)
 
     def _split_touching(self, geoms: list) -> list:
         """Split regions where touching buildings meet at a neck (``label_instances``); convex ones
@@ -204,7 +200,7 @@ class BuildingOutputs(Sink):
     def _block_ids(self, block: Window) -> np.ndarray:
         transform = block.transform(self.geobox.affine)
         bounds = block.bounds(self.geobox.affine)
-        if self.count == 0:
+        if self.polygons == 0:
             return np.zeros(block.shape, np.uint32)
         found = pyogrio.read_dataframe(self.gpkg, layer=LAYER, bbox=bounds, columns=["id"])
         if found.empty:

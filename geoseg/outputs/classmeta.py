@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
 import pystac
@@ -24,7 +25,7 @@ def _rgb(color: str | tuple[int, int, int]) -> tuple[int, int, int]:
 
 def write_category_sidecar(
     tif: str | Path,
-    classes: list[tuple[int, str, str | tuple[int, int, int]]],
+    classes: Sequence[tuple[int, str, str | tuple[int, int, int]]],
     nodata_name: str = "nodata",
 ) -> Path:
     """Write ``<tif>.aux.xml``: band 1's category names (GDAL's ``GetCategoryNames``; QGIS legends) and a
@@ -71,7 +72,7 @@ def _machine_name(name: str) -> str:
 def add_class_extensions(
     item: pystac.Item,
     asset_key: str,
-    classes: list[tuple[int, str, str | tuple[int, int, int]]] | None,
+    classes: Sequence[tuple[int, str, str | tuple[int, int, int]]] | None,
     data_type: str,
     nodata: float | None,
     resolution: float | None = None,

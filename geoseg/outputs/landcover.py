@@ -6,7 +6,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from geoseg.io.raster import Scene
+from geoseg.io.raster import Scene, crs_of
 from geoseg.models.meta import CheckpointMeta
 from geoseg.outputs.classmeta import write_category_sidecar
 from geoseg.outputs.cog import BlockCOGWriter
@@ -46,7 +46,7 @@ class LandcoverSink(Sink):
         h, w = scene.shape
         self.gpkg = gpkg
         self.meta = meta
-        self.crs_wkt = scene.geobox.crs.to_wkt()
+        self.crs_wkt = crs_of(scene.geobox).to_wkt()
         self.names = {c.id: c.name for c in meta.classes}
         self.pending: list = []  # final polygons not yet written (memory holds these and the seam ones)
         self.raster_done: Future[None] | None = None

@@ -127,6 +127,8 @@ class BlockSiever:
         for j in self.needs[i]:
             o = self.blocks[j]
             part = o.intersection(win)
+            if part is None:  # needs[i] lists the blocks that overlap the window
+                continue
             mosaic[part.relative_to(win).slices()] = self.labels[j][part.relative_to(o).slices()]
         return mosaic, self.blocks[i].relative_to(win)
 

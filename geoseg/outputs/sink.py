@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,10 +37,12 @@ class Sink:
     wants_confidence = False
     polygons = 0
     layer = ""  # its GeoPackage layer
+    keep_confidence: Path | None = None  # building sinks: keep the probabilities as this COG
 
     def add_block(self, block: Window, res: BlockResult) -> None: ...
     def blocks_done(self) -> None: ...  # the last block is in (the seam polygons come next)
     def add_polygons(self, polys: list) -> None: ...
     def finish(self) -> None: ...
     def abort(self) -> None: ...
-    def assets(self) -> dict: ...
+    def assets(self) -> dict:  # STAC asset key -> (href, media type, roles, title)
+        return {}

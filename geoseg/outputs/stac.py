@@ -8,10 +8,10 @@ import json
 import math
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pystac
@@ -98,17 +98,17 @@ def build_run_item(
     item_id: str,
     scene_path: str | os.PathLike[str],
     scene_crs: object,
-    scene_bounds: tuple[float, float, float, float],
+    scene_bounds: Sequence[float],  # xmin, ymin, xmax, ymax
     scene_shape: tuple[int, int],
     scene_transform: Affine,
-    assets: dict[str, tuple[str | os.PathLike[str], str, list[str], str]],
+    assets: Mapping[str, tuple[str | os.PathLike[str], str, list[str], str]],
     parameters: dict[str, Any],
     model: dict[str, Any],
     timing: dict[str, float],
     started: dt.datetime,
     finished: dt.datetime,
     out_dir: str | os.PathLike[str] | None = None,
-    acquired: dt.date | bool | None = False,
+    acquired: dt.date | Literal[False] | None = False,
 ) -> pystac.Item:
     """STAC Item of one run: footprint of the scene in EPSG:4326, projection of the scene grid, outputs.
 

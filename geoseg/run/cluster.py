@@ -128,6 +128,8 @@ class ClusterStart:
             self._pool.shutdown(wait=True)
 
     def _close(self) -> None:
+        if self._cluster is None:  # never started
+            return
         try:
             cluster = self._cluster.result()
         except Exception:  # it never started: nothing to close (the error surfaced in client())

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from affine import Affine
-from distributed import Client, as_completed
+from distributed import Client, Future, as_completed
 from odc.geo.geobox import GeoBox
 
 from geoseg.inference.offheap import offheap_copy
@@ -163,9 +163,12 @@ def stitch_block(
         w = grid[i]
         if scene_valid is not None and i in batch.valid:  # the tiles' masks, read with their pixels
             part = w.intersection(plan_block)
+            if part is None:  # pragma: no cover - a tile touching the block overlaps it
+                continue
             scene_valid[part.relative_to(plan_block).slices()] = batch.valid[i][part.relative_to(w).slices()]
-        if batch.probs[i] is not None:
-            acc.add(w, batch.probs[i], blend_weights(w, work_h, work_w, grid.overlap, kind=blend))
+        probs = batch.probs[i]
+        if probs is not None:
+            acc.add(w, probs, blend_weights(w, work_h, work_w, grid.overlap, kind=blend))
     covered = acc.covered
     if work is None:  # on the scene grid: the argmax of the weighted sums, no division per class
         probs, weight = acc.weighted_sum, acc.weight_sum
@@ -312,7 +315,7 @@ def execute(
     saved = set(saved)
     todo = [b for b in range(len(plan.blocks)) if b not in saved]
     uses = Counter(bi for b in todo for bi in plan.block_deps[b])
-    batch_futures: dict[int, object] = {}
+    batch_futures: dict[int, Future] = {}
     block_of: dict[str, int] = {}
     counted: set[int] = set()  # batches whose statistics are in ``timings``
     timings = Timings()
@@ -367,8 +370,10 @@ def execute(
         on_block(result)
         timings.write_s += time.perf_counter() - t0
 
+    if saved and load_saved is None:
+        raise ValueError("execute: saved blocks need load_saved")
     for b in sorted(saved):
-        finished(b, load_saved(b))
+        finished(b, load_saved(b))  # type: ignore[misc]  # mypy does not narrow across the loop
     while next_block < len(todo) and next_block < limit:
         submit_block(todo[next_block])
         next_block += 1

@@ -31,7 +31,7 @@ from geoseg.inference.openvino import runs_without_torch
 from geoseg.inference.scene_checks import work_grid
 from geoseg.inference.task import ModelTask
 from geoseg.io.dates import acquisition_date
-from geoseg.io.raster import Scene, open_scene
+from geoseg.io.raster import Scene, crs_of, open_scene
 from geoseg.io.staging import (
     OUTPUTS_KEY,
     RUN_FILE,
@@ -51,7 +51,7 @@ from geoseg.outputs.stac import build_run_item, write_item
 from geoseg.outputs.vectorize import SeamMerger, vectorize_block
 from geoseg.run.allocator import release_free_memory
 from geoseg.run.cluster import ClusterStart
-from geoseg.run.graph import Plan, Timings, execute, make_plan
+from geoseg.run.graph import Plan, Timings, execute, make_plan, predict_batch, stitch_block
 from geoseg.run.locking import output_lock
 from geoseg.run.multirun import MultiBlock, MultiTask, combined_stats, predict_multi, stitch_multi
 from geoseg.run.preflight import (
@@ -365,12 +365,13 @@ def _locked_run(
                     client,
                     task,  # type: ignore[arg-type]
                     cfg.blend,
-                    on_block,  # type: ignore[arg-type]
+                    on_block,
                     on_tiles=bar.update,
                     with_confidence=any(p.sink.wants_confidence for p in products),
                     saved=saved,
                     load_saved=load_saved,  # type: ignore[arg-type]
-                    **({"predict": predict_multi, "stitch": stitch_multi} if several else {}),
+                    predict=predict_multi if several else predict_batch,
+                    stitch=stitch_multi if several else stitch_block,
                 )
             bar.close()
             t_last_block = time.perf_counter()
@@ -468,7 +469,7 @@ def _run_item(
     item = build_run_item(
         item_id=f"{scene.path.stem}-{prep.acquired or 'undated'}-{prep.tasks}-{prep.fp[:8]}",
         scene_path=scene.path,
-        scene_crs=scene.geobox.crs.to_wkt(),
+        scene_crs=crs_of(scene.geobox).to_wkt(),
         scene_bounds=tuple(scene.geobox.extent.boundingbox),
         scene_shape=scene.shape,
         scene_transform=scene.geobox.affine,

@@ -106,7 +106,7 @@ def check_out_writable(out: Path) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{out.name}.probe-", dir=base)
     except OSError as exc:
-        why = {errno.EROFS: "read-only file system"}.get(exc.errno, exc.strerror or str(exc))
+        why = {errno.EROFS: "read-only file system"}.get(exc.errno or 0, exc.strerror or str(exc))
         raise OptionError(f"--out {out}: cannot write in {base} ({why})") from None
     os.close(fd)
     os.unlink(probe)

@@ -219,3 +219,19 @@ def test_engines_give_the_same_map(kampala_run, tmp_path, dask_cluster, engine):
     assert agree > 0.999
     params = json.loads((other / "run.json").read_text())["properties"]["geoseg:parameters"]
     assert params["engine"] == engine and params["engines_used"] == [engine]
+
+
+def test_demo_outputs_are_identical_across_runs(kampala_run, tmp_path, dask_cluster):
+    """Same scene, model and options: landcover.tif byte for byte, the same GeoPackage features."""
+    import pyogrio
+
+    out, _ = kampala_run
+    again = tmp_path / "again"
+    run_scene(config(KAMPALA, again, dask_cluster), notify=lambda m: None)
+    assert (again / "landcover.tif").read_bytes() == (out / "landcover.tif").read_bytes()
+    first = pyogrio.read_dataframe(out / "geoseg.gpkg", layer="landcover")
+    second = pyogrio.read_dataframe(again / "geoseg.gpkg", layer="landcover")
+    assert len(first) > 0 and list(first.columns) == list(second.columns)
+    assert first.geometry.to_wkb().tolist() == second.geometry.to_wkb().tolist()
+    attrs = [c for c in first.columns if c != "geometry"]
+    assert first[attrs].equals(second[attrs])

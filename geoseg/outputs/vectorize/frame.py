@@ -45,6 +45,8 @@ def _areal_scale(crs: pyproj.CRS, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     jac = (dlon[0] - dlon[1]) * (lat[2] - lat[3]) - (dlon[2] - dlon[3]) * (lat[0] - lat[1])
     phi = lat.mean(axis=0)
     ell = crs.ellipsoid
+    if ell is None:  # every CRS geoseg writes has a datum
+        raise OutputError(f"{crs.name}: no ellipsoid, so no ground areas")
     e2 = 1 - (ell.semi_minor_metre / ell.semi_major_metre) ** 2
     w2 = 1 - e2 * np.sin(phi) ** 2
     m, n = ell.semi_major_metre * (1 - e2) / w2**1.5, ell.semi_major_metre / np.sqrt(w2)

@@ -111,13 +111,13 @@ def _link_elements(
         succ[todo] = find(end[todo] * 4 + (last_dir[todo] + turn) % 4)
     if (succ < 0).any() or len(np.unique(succ)) != m:
         raise OutputError("merge_seams: seam polygons do not close into rings")
-    pairs = []
+    saddles: list[np.ndarray] = []
     for d in (0, 1):  # saddles: E and W (or S and N) pieces of one class start at the same corner
         x = np.flatnonzero(first_dir == d)
         y = find(start[x] * 4 + d + 2)
         ok = (y >= 0) & (value[np.maximum(y, 0)] == value[x])
-        pairs.append(np.column_stack((x[ok], y[ok])))
-    pairs = np.concatenate(pairs)
+        saddles.append(np.column_stack((x[ok], y[ok])))
+    pairs = np.concatenate(saddles)
     pred = np.empty(m, np.int64)
     pred[succ] = np.arange(m)
     entering = pred[pairs]
@@ -272,7 +272,11 @@ def merge_seams(blocks: Iterable[BlockPolygons]) -> Polys:
     else:
         on_v, on_h = edge & (dx == 0), edge & (dy == 0)
     span = int(max(x.max(), y.max())) + 2
-    pairs, cut_edges, cut_lo, cut_hi, breaks = [], [], [], [], []
+    pairs: list[np.ndarray] = []
+    cut_edges: list[np.ndarray] = []
+    cut_lo: list[np.ndarray] = []
+    cut_hi: list[np.ndarray] = []
+    breaks: list[np.ndarray] = []
     for on, fwd_dir, line, pos, npos in ((on_v, 1, x, y, ny), (on_h, 0, y, x, nx)):
         f = np.flatnonzero(on & (direction == fwd_dir))  # S (pixel left) / E (pixel below)
         b = np.flatnonzero(on & (direction == fwd_dir + 2))  # N (pixel right) / W (pixel above)

@@ -135,10 +135,10 @@ def _link(e: Runs, w: Runs, s: Runs, n: Runs, stride: int, n_corners: int) -> _L
     # Saddle corners (two diagonal pixels of one class): type A has an E and a W run starting there, type B
     # an S and an N run. A ring that passes such a corner twice touches itself; it is split there by
     # swapping the successors of the two runs that enter the corner.
-    w_at = find(2, e_start).astype(it)
+    w_at: np.ndarray = find(2, e_start).astype(it)
     a = (w_at >= 0) & (h_vals[np.maximum(w_at, 0)] == e[3])
     a_e, a_w = np.arange(n_e, dtype=it)[a], w_at[a]
-    n_at = find(3, s_start).astype(it)
+    n_at: np.ndarray = find(3, s_start).astype(it)
     b = (n_at >= 0) & (v_vals[np.maximum(n_at, 0)] == s[3])
     v_in = np.empty(n_h, it)
     v_in[v_next] = np.arange(n_h, dtype=it)
@@ -254,7 +254,8 @@ def _padded(labels: np.ndarray, nodata: int | float | None) -> tuple[np.ndarray,
     elif labels.size and labels.max() < info.max:
         out = int(info.max)
     else:  # every value of the dtype may occur: widen
-        wider = {1: np.int16, 2: np.int32, 4: np.int64}.get(labels.dtype.itemsize)
+        widen: dict[int, type[np.signedinteger]] = {1: np.int16, 2: np.int32, 4: np.int64}
+        wider = widen.get(labels.dtype.itemsize)
         if wider is None:
             raise OutputError("vectorize: 64-bit labels using the full value range are not supported")
         labels, out = labels.astype(wider), int(np.iinfo(wider).min)

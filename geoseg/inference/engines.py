@@ -64,7 +64,7 @@ class TorchEngine:
 
     ``autocast_dtype`` (e.g. ``torch.float16`` on CUDA, ``torch.bfloat16`` on CPU) runs the model
     under ``torch.autocast``; ``None`` runs it in float32. ``channels_last``: NHWC weights and inputs
-    (measured with the bundled model: ≈ 1.4× on the CPU, 1.09× with fp16 on an H200 at batch 32).
+    (faster on the CPU and on GPUs: benchmarks/RESULTS_gpu.md, benchmarks/ENGINES.md).
     """
 
     name = "torch"
@@ -284,9 +284,8 @@ def make_engine(
     """The named engine for ``checkpoint`` on ``device``, computing in ``precision``
     (``geoseg.inference.precision``: None is f32 on the CPU, float16 autocast on CUDA with ``amp``).
 
-    ``auto``: openvino on the CPU where it is installed and converts the model (measured 1.2x faster
-    end to end than torch at 8192² with the bundled model, same labels on 99.9999 % of pixels), else
-    torch.
+    ``auto``: openvino on the CPU where it is installed and converts the model (faster end to end than
+    torch, the same labels to within rounding: benchmarks/RESULTS.md, benchmarks/ENGINES.md), else torch.
 
     ``threads``: the onnx/openvino engine's threads (0: torch's thread count; torch's own count is
     set by the caller, e.g. ``get_predictor``). ``amp``: float16 autocast, torch engine on CUDA only.

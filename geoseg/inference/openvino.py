@@ -2,7 +2,7 @@
 
 The same steps as ``geoseg.inference.predictor.Predictor`` with the openvino engine (normalise, zero nodata,
 pad, run, crop, softmax, float16), padding in NumPy and the rest inside the OpenVINO graph, so a CPU worker
-never imports torch (measured here: ``import torch`` 2.1 s and ≈ 630 MB of RSS per process). Where
+never imports torch (seconds and hundreds of MB of RSS per process). Where
 it does not apply (a CUDA driver with ``--device auto``, another engine, no cached conversion yet)
 ``predictor_for`` answers None and the torch predictor runs, converting the model on first use.
 """
@@ -99,8 +99,7 @@ def with_pre_and_post(model: Any, meta: CheckpointMeta, pixel_type: Any) -> Any:
     own steps: raw pixels of OpenVINO type ``pixel_type`` and a uint8 (N, 1, h, w) validity mask in,
     normalisation and nodata zeroing in front, softmax over the classes and float16 behind.
 
-    OpenVINO's kernels do these in a fraction of the NumPy passes' time (measured on a batch of 8 512²
-    tiles, 2 threads: 600 vs 674 ms for the bundled model, same argmax).
+    OpenVINO's kernels do these faster than the NumPy passes, with the same argmax (benchmarks/RESULTS.md).
     """
     import openvino as ov
     import openvino.opset13 as ops

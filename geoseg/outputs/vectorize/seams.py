@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import shapely
@@ -209,23 +209,29 @@ def _merged_polygons(
     return geoms, ring_group[ro][shell[ro]]
 
 
-def merge_seams(blocks: Iterable[BlockPolygons]) -> Polys:
-    """All polygons of a scene: interior ones as they are, seam ones merged with their neighbours.
+@dataclass
+class _SeamPieces:
+    """The seam polygons of all blocks, one entry per piece."""
 
-    Seam polygons are moved to integer scene-pixel coordinates (exact). Along the block edges, the boundary
-    edges that same-class pieces share across a seam cancel out and the pieces that met form a group. The
-    rest of each piece's rings is cut into chains at the cancelled edges and at the corners where two pieces
-    of a group touch diagonally; chains and the uncancelled bits of seam edges are linked into rings as in
-    tracing (parts that only share a corner stay apart, as with 4-connectivity).
-    """
+    geoms: list[shapely.Geometry]
+    values: list[int]
+    inverse: np.ndarray  # (n, 6): each piece's block CRS -> scene pixel transform
+    windows: np.ndarray  # (n, 4): each piece's block window (row, col, height, width)
+    saddles: list[np.ndarray]  # per block: scene pixel corners where its seam polygons touch diagonally
+    scene_transform: Affine
+    complete: bool  # every block says where it is and where its seam polygons touch diagonally
+
+
+def _gather(blocks: Iterable[BlockPolygons]) -> tuple[Polys, _SeamPieces | None]:
+    """The blocks' interior polygons (final as they are), and their seam pieces (None: no seam polygon)."""
     result: Polys = []
     crs_geoms: list[shapely.Geometry] = []
     vals: list[int] = []
-    inverse: list[tuple[float, ...]] = []  # per piece: its block's CRS -> scene pixel transform
+    inverse: list[tuple[float, ...]] = []
     windows: list[tuple[int, int, int, int]] = []
     saddles: list[np.ndarray] = []
     scene_t: Affine | None = None
-    complete = True  # every block says where it is and where its seam polygons touch diagonally
+    complete = True
     for block in blocks:
         result.extend(block.interior)
         if not block.seam:
@@ -239,14 +245,60 @@ def merge_seams(blocks: Iterable[BlockPolygons]) -> Polys:
         complete = complete and block.window is not None and block.saddles is not None
         if block.saddles is not None:
             saddles.append(np.asarray(block.saddles, np.int64).reshape(-1, 2))
-    if not crs_geoms:
+    if not crs_geoms or scene_t is None:
+        return result, None
+    pieces = _SeamPieces(
+        crs_geoms, vals, np.asarray(inverse), np.asarray(windows, np.int64), saddles, scene_t, complete
+    )
+    return result, pieces
+
+
+def _leftover_stubs(
+    cut_edges: list[np.ndarray],
+    cut_lo: list[np.ndarray],
+    cut_hi: list[np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    nx: np.ndarray,
+    ny: np.ndarray,
+    dy: np.ndarray,
+    direction: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """What is left of the cancelled edges (parts no edge of the other side covered), as stubs: their source
+    edge, direction and start/end points."""
+    ce, clo, chi = np.concatenate(cut_edges), np.concatenate(cut_lo), np.concatenate(cut_hi)
+    cuts = np.unique(ce)
+    along_x = dy[cuts] == 0  # E/W: interval in x
+    a = np.where(along_x, np.minimum(x[cuts], nx[cuts]), np.minimum(y[cuts], ny[cuts]))
+    b = np.where(along_x, np.maximum(x[cuts], nx[cuts]), np.maximum(y[cuts], ny[cuts]))
+    src, lo, hi = _subtract((cuts, a, b), np.searchsorted(cuts, ce), clo, chi)
+    d = direction[src]
+    s_pos = np.where((d == 0) | (d == 1), lo, hi)  # E, S run forwards; W, N backwards
+    e_pos = np.where((d == 0) | (d == 1), hi, lo)
+    horiz = (d == 0) | (d == 2)
+    stub_sx, stub_sy = np.where(horiz, s_pos, x[src]), np.where(horiz, y[src], s_pos)
+    stub_ex, stub_ey = np.where(horiz, e_pos, x[src]), np.where(horiz, y[src], e_pos)
+    return src, d, stub_sx, stub_sy, stub_ex, stub_ey
+
+
+def merge_seams(blocks: Iterable[BlockPolygons]) -> Polys:
+    """All polygons of a scene: interior ones as they are, seam ones merged with their neighbours.
+
+    Seam polygons are moved to integer scene-pixel coordinates (exact). Along the block edges, the boundary
+    edges that same-class pieces share across a seam cancel out and the pieces that met form a group. The
+    rest of each piece's rings is cut into chains at the cancelled edges and at the corners where two pieces
+    of a group touch diagonally; chains and the uncancelled bits of seam edges are linked into rings as in
+    tracing (parts that only share a corner stay apart, as with 4-connectivity).
+    """
+    result, seams = _gather(blocks)
+    if seams is None:
         return result
-    assert scene_t is not None
+    crs_geoms, vals, inverse, window = seams.geoms, seams.values, seams.inverse, seams.windows
+    saddles, scene_t, complete = seams.saddles, seams.scene_transform, seams.complete
     values = np.asarray(vals, dtype=np.int64)
-    window = np.asarray(windows, np.int64)
 
     # vertices and edges (edge k: vertex k -> k + 1 of the same ring; rings are closed)
-    x, y, ring_off, poly_off = _pixel_rings(np.array(crs_geoms, dtype=object), np.asarray(inverse))
+    x, y, ring_off, poly_off = _pixel_rings(np.array(crs_geoms, dtype=object), inverse)
     n_rings = len(ring_off) - 1
     ring_piece = np.repeat(np.arange(len(crs_geoms)), np.diff(poly_off))
     ring_len = np.diff(ring_off) - 1  # edges (= vertices without the closing one) per ring
@@ -329,19 +381,9 @@ def merge_seams(blocks: Iterable[BlockPolygons]) -> Polys:
     chain_end = _wrap(last_edge + 1, rfirst[chain_start], rlen[chain_start])
 
     # leftovers of cancelled edges
-    ce, clo, chi = np.concatenate(cut_edges), np.concatenate(cut_lo), np.concatenate(cut_hi)
-    cuts = np.unique(ce)
-    along_x = dy[cuts] == 0  # E/W: interval in x
-    a = np.where(along_x, np.minimum(x[cuts], nx[cuts]), np.minimum(y[cuts], ny[cuts]))
-    b = np.where(along_x, np.maximum(x[cuts], nx[cuts]), np.maximum(y[cuts], ny[cuts]))
-    rest = _subtract((cuts, a, b), np.searchsorted(cuts, ce), clo, chi)
-    src, lo, hi = rest
-    d = direction[src]
-    s_pos = np.where((d == 0) | (d == 1), lo, hi)  # E, S run forwards; W, N backwards
-    e_pos = np.where((d == 0) | (d == 1), hi, lo)
-    horiz = (d == 0) | (d == 2)
-    stub_sx, stub_sy = np.where(horiz, s_pos, x[src]), np.where(horiz, y[src], s_pos)
-    stub_ex, stub_ey = np.where(horiz, e_pos, x[src]), np.where(horiz, y[src], e_pos)
+    src, d, stub_sx, stub_sy, stub_ex, stub_ey = _leftover_stubs(
+        cut_edges, cut_lo, cut_hi, x, y, nx, ny, dy, direction
+    )
 
     # link chains and stubs into rings
     n_c = len(chain_start)

@@ -496,7 +496,8 @@ def _hex_rgb(color: str) -> tuple[int, int, int]:
 def _mix(to: tuple[int, int, int], frm: tuple[int, int, int], w: float = 0.65) -> tuple[int, int, int]:
     """A transition's colour: mostly the new class's, tinted by the old one's (so land -> water and
     vegetation -> water differ)."""
-    return tuple(round(w * t + (1 - w) * f) for t, f in zip(to, frm, strict=True))  # type: ignore[return-value]
+    r, g, b = (round(w * t + (1 - w) * f) for t, f in zip(to, frm, strict=True))
+    return r, g, b
 
 
 def _hex(rgb: tuple[int, int, int]) -> str:

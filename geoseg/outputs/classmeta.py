@@ -20,7 +20,7 @@ def _rgb(color: str | tuple[int, int, int]) -> tuple[int, int, int]:
     if isinstance(color, str):
         c = color.lstrip("#")
         return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
-    return tuple(int(v) for v in color[:3])  # type: ignore[return-value]
+    return int(color[0]), int(color[1]), int(color[2])
 
 
 def write_category_sidecar(

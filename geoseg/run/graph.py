@@ -22,7 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from affine import Affine
@@ -287,19 +287,40 @@ class Timings:
             self.first_batch_at = s.finished_at
 
 
+class WorkerTask(Protocol):
+    """What ``execute`` needs of a worker task: a ``ModelTask``, or several models' (``MultiTask``)."""
+
+    @property
+    def class_ids(self) -> tuple[object, ...]: ...
+
+
+class FinishedBlock(Protocol):
+    """What ``execute`` reads of a finished block: a ``BlockResult``, or several models' (``MultiBlock``)."""
+
+    @property
+    def batches(self) -> tuple[BatchStats, ...]: ...
+    @property
+    def stitch_s(self) -> float: ...
+    @property
+    def vectorize_s(self) -> float: ...
+
+
+B = TypeVar("B", bound=FinishedBlock)
+
+
 def execute(
     plan: Plan,
     client: Client,
-    model: ModelTask,
+    model: WorkerTask,
     blend: str,
-    on_block: Callable[[BlockResult], None],
+    on_block: Callable[[B], None],
     on_tiles: Callable[[int], None] = lambda n: None,
     max_blocks_in_flight: int | None = None,
     with_confidence: bool = False,
     predict: Callable = predict_batch,
     stitch: Callable = stitch_block,
     saved: Collection[int] = (),
-    load_saved: Callable[[int], BlockResult] | None = None,
+    load_saved: Callable[[int], B] | None = None,
 ) -> Timings:
     """Run the plan's graph on ``client``; ``on_block`` receives finished blocks in completion order.
 
@@ -358,7 +379,7 @@ def execute(
         block_of[key] = b
         ac.add(fut)
 
-    def finished(idx: int, result: BlockResult) -> None:
+    def finished(idx: int, result: B) -> None:
         for bi, stats in zip(plan.block_deps[idx], result.batches, strict=True):
             if bi not in counted:
                 counted.add(bi)
@@ -370,10 +391,11 @@ def execute(
         on_block(result)
         timings.write_s += time.perf_counter() - t0
 
-    if saved and load_saved is None:
-        raise ValueError("execute: saved blocks need load_saved")
-    for b in sorted(saved):
-        finished(b, load_saved(b))  # type: ignore[misc]  # mypy does not narrow across the loop
+    if saved:
+        if load_saved is None:
+            raise ValueError("execute: saved blocks need load_saved")
+        for b in sorted(saved):
+            finished(b, load_saved(b))
     while next_block < len(todo) and next_block < limit:
         submit_block(todo[next_block])
         next_block += 1

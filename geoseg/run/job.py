@@ -363,13 +363,13 @@ def _locked_run(
                 timings = execute(
                     plan,
                     client,
-                    task,  # type: ignore[arg-type]
+                    task,
                     cfg.blend,
                     on_block,
                     on_tiles=bar.update,
                     with_confidence=any(p.sink.wants_confidence for p in products),
                     saved=saved,
-                    load_saved=load_saved,  # type: ignore[arg-type]
+                    load_saved=load_saved,
                     predict=predict_multi if several else predict_batch,
                     stitch=stitch_multi if several else stitch_block,
                 )

@@ -131,6 +131,11 @@ class BlockStore:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.dir.name != BLOCKS_DIR:  # one model's sub-folder: the last one out removes .blocks too
+            try:
+                self.dir.parent.rmdir()
+            except OSError:  # other models' blocks are still there
+                pass
 
 
 def _rle(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

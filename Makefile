@@ -25,8 +25,9 @@ demo: $(STAMP)
 	$(BIN)/geoseg run $(SCENE) --out $(OUT) --overwrite
 	$(BIN)/python -c "import json,sys; d=json.load(open('$(OUT)/run.json')); print(json.dumps(d['properties']['geoseg:timing'], indent=1))"
 
-test: $(STAMP)
-	$(BIN)/ruff check geoseg tiles tests benchmarks
+CODE := geoseg tiles tests benchmarks
+
+test: lint
 	$(TUNED_MALLOC) $(BIN)/pytest -q --durations=15
 
 test-fast: $(STAMP)
@@ -50,8 +51,11 @@ $(PEERS_VENV)/.installed: $(STAMP) pyproject.toml constraints.txt
 
 peers-venv: $(PEERS_VENV)/.installed
 
+# ruff (lint + format) and mypy (pydantic plugin; settings in pyproject.toml) on the code, before any test
 lint: $(STAMP)
-	$(BIN)/ruff check geoseg tiles tests benchmarks
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -33,8 +33,8 @@ DATES = {
 
 def prepare(n: int, folder: Path) -> None:
     """Run folders ``folder/before`` and ``folder/after`` of N x N pixels (and their scenes)."""
-    from geoseg.baseline import LandcoverBaseline
     from geoseg.change.runs import ClassDef, write_run_folder
+    from geoseg.inference.baseline import LandcoverBaseline
 
     base = LandcoverBaseline()
     classes = [ClassDef(c.id, c.name, c.color) for c in base.classes]
@@ -114,7 +114,7 @@ def main() -> None:
         )
         row = json.loads(res.stdout.strip().splitlines()[-1])
         cells = [f"{n}²", f"{row['seconds']} s", f"{row['peak_rss_mib']} MiB", f"{row['regions']:,}"]
-        print("| " + " | ".join(cells + [f"{row['changed_percent']} %"]) + " |")
+        print("| " + " | ".join([*cells, f"{row['changed_percent']} %"]) + " |")
 
 
 if __name__ == "__main__":

@@ -47,12 +47,12 @@ from rasterio.windows import Window as RioWindow
 from benchmarks.model_only import read_tiles
 from benchmarks.run import BUNDLED_MODEL, side_env
 from benchmarks.scenes import ROOT, SOURCE
-from geoseg.engines import OnnxEngine, OpenVinoEngine, TorchEngine
-from geoseg.infer import Predictor
+from geoseg.inference.engines import OnnxEngine, OpenVinoEngine, TorchEngine
+from geoseg.inference.openvino import OpenVinoPredictor
+from geoseg.inference.precision import cpu_info, native_bf16
+from geoseg.inference.predictor import Predictor
 from geoseg.models.checkpoint import file_sha256, load_checkpoint
 from geoseg.models.meta import read_meta
-from geoseg.ov_predictor import OpenVinoPredictor
-from geoseg.precision import cpu_info, native_bf16
 from tiles import TileGrid
 
 CPU = torch.device("cpu")

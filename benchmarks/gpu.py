@@ -54,9 +54,9 @@ t = {}; t0 = time.perf_counter()
 def mark(k): t[k] = round(time.perf_counter() - t0, 3)
 import torch; mark("import_torch")
 torch.zeros(1, device=sys.argv[1]); torch.cuda.synchronize(); mark("cuda_context")
-import geoseg.infer; mark("import_geoseg_infer")
+import geoseg.inference.predictor; mark("import_geoseg_infer")
 import segmentation_models_pytorch; mark("import_smp")
-from geoseg.infer import get_predictor
+from geoseg.inference.predictor import get_predictor
 p = get_predictor(sys.argv[2], sys.argv[1], 0, "torch", True)
 torch.cuda.synchronize(); mark("model_on_device")
 import numpy as np

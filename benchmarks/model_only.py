@@ -24,10 +24,10 @@ import rasterio
 import torch
 from rasterio.windows import Window as RioWindow
 
-from geoseg.engines import TorchEngine
-from geoseg.infer import Predictor
+from geoseg.inference.engines import TorchEngine
+from geoseg.inference.openvino import OpenVinoPredictor, predictor_for
+from geoseg.inference.predictor import Predictor
 from geoseg.models.checkpoint import load_checkpoint
-from geoseg.ov_predictor import OpenVinoPredictor, predictor_for
 from tiles import TileGrid
 
 

@@ -22,7 +22,7 @@ import rasterio
 import torch
 
 from benchmarks.side_cli import run_side, write_labels
-from geoseg.infer import Predictor
+from geoseg.inference.predictor import Predictor
 from geoseg.models.checkpoint import load_checkpoint
 from tiles import TileGrid
 

@@ -39,8 +39,8 @@ import rasterio
 from rasterio.windows import Window as RioWindow
 
 from benchmarks.scenes import ROOT, cache_dir, scene_path
-from geoseg.allocator import ALLOCATOR_ENV  # the setting geoseg gives its workers
-from geoseg.precision import cpu_info
+from geoseg.inference.precision import cpu_info
+from geoseg.run.allocator import ALLOCATOR_ENV  # the setting geoseg gives its workers
 from tiles import TileGrid
 
 BUNDLED_MODEL = ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt"
@@ -980,7 +980,7 @@ def format_markdown(results: dict, command: str, note: str | None) -> str:
             f"batch/torch threads, run by `{Path(pr['python']).parent.parent.name}/bin/python`",
         )
     notes = ["", "### How to read this", "", *READING_NOTES, *(PEER_NOTES if results.get("peers") else [])]
-    return "\n".join(head + [format_tables(results)] + notes) + "\n"
+    return "\n".join([*head, format_tables(results), *notes]) + "\n"
 
 
 def parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from geoseg.precision import Precision
+from geoseg.inference.precision import Precision
 
 DEFAULT_LANDCOVER_MODEL = Path(__file__).parent / "checkpoints" / "landcover_rgb.pt"
 DEFAULT_BUILDINGS_MODEL = Path(__file__).parent / "checkpoints" / "buildings_rgb.pt"
@@ -88,7 +88,7 @@ class RunConfig(BaseModel):
     precision: Precision | None = Field(
         None,
         description="inference precision: f32, bf16, fp16 or auto (the fastest the hardware runs natively); "
-        "default f32 on CPU engines, float16 autocast on CUDA (see geoseg.precision)",
+        "default f32 on CPU engines, float16 autocast on CUDA (see geoseg.inference.precision)",
     )
     overwrite: bool = False
     progress: bool = True

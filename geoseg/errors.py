@@ -1,4 +1,8 @@
-"""Exception classes raised by geoseg; the CLI turns each into a one-line message."""
+"""Exception classes raised by geoseg; the CLI turns each into a one-line message.
+
+Every failure a user can cause is a ``GeosegError``; like rasterio's errors, a bad value is also a
+``ValueError`` (``OptionError``, ``LabelError``), so callers that catch the builtin keep working.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ class OutputExistsError(GeosegError):
     """The output folder already holds a finished run with different inputs."""
 
 
-class LabelError(GeosegError):
+class LabelError(GeosegError, ValueError):
     """Training labels cannot be used with the imagery."""
 
 
@@ -35,8 +39,9 @@ class OutputLockedError(GeosegError):
     """Another process is writing the same output folder."""
 
 
-class OptionError(GeosegError):
-    """An option or the environment it needs is unusable (device, scheduler, output path)."""
+class OptionError(GeosegError, ValueError):
+    """An option or the environment it needs is unusable (device, engine, baseline name, scheduler, output
+    path)."""
 
 
 class InterruptedRun(KeyboardInterrupt):

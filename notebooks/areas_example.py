@@ -27,7 +27,7 @@ import rasterio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geoseg.io.cog import BlockCOGWriter  # noqa: E402
+from geoseg.outputs.cog import BlockCOGWriter  # noqa: E402
 from tests.test_areas import COLORS, NAMES, NC_STRATA, _degrade  # noqa: E402
 
 

@@ -31,6 +31,16 @@ LANDCOVER_MODEL = ROOT / "geoseg" / "checkpoints" / "landcover_rgb.pt"
 BUILDINGS_MODEL = ROOT / "geoseg" / "checkpoints" / "buildings_rgb.pt"
 
 
+def few_chips(root, per_tile: int = 2):
+    """A chip folder with the first chips of two Dubai tiles (linked, not copied)."""
+    for tile in ("tile_1", "tile_3"):
+        for sub in ("images", "masks"):
+            (root / tile / sub).mkdir(parents=True)
+            for src in sorted((DUBAI / tile / sub).iterdir())[:per_tile]:
+                (root / tile / sub / src.name).symlink_to(src)
+    return root
+
+
 def crop_geotiff(
     src_path: Path, dst_path: Path, row: int, col: int, height: int, width: int, **profile
 ) -> Path:
@@ -70,8 +80,8 @@ def dask_cluster():
     import dask
     from distributed import LocalCluster
 
-    from geoseg.cluster import worker_environ
     from geoseg.config import ClusterConfig
+    from geoseg.run.cluster import worker_environ
 
     with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(ClusterConfig())}):
         cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None)

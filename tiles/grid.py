@@ -18,6 +18,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from .window import Window
 
@@ -28,7 +29,7 @@ class TileGridError(ValueError):
     """Invalid tile grid or block parameters."""
 
 
-def _as_int(name: str, value: object) -> int:
+def _as_int(name: str, value: Any) -> int:  # any value: operator.index is the check
     try:
         return operator.index(value)
     except TypeError:

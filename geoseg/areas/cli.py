@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from geoseg.areas.design import design_sample
+from geoseg.areas.design import Allocation, design_sample
 from geoseg.areas.estimate import approximate_from_confusion, estimate_from_sample, read_confusion
 from geoseg.areas.maps import ClassMap, MapError, count_classes, open_class_map
 from geoseg.areas.samples import design_record, write_design
 from geoseg.errors import OutputExistsError
+
+_ALLOCATIONS: dict[str, Allocation] = {
+    "olofsson": "olofsson",
+    "proportional": "proportional",
+    "equal": "equal",
+}
 
 
 def parse_pairs(value: str | None, what: str) -> dict[str, str]:
@@ -84,7 +90,8 @@ def run_sample(
     overwrite: bool,
     echo: Callable[[str], None] = print,
 ) -> None:
-    if allocation not in ("olofsson", "proportional", "equal"):
+    method = _ALLOCATIONS.get(allocation)
+    if method is None:
         raise MapError(f"--allocation must be olofsson, proportional or equal, got {allocation!r}")
     if out.exists() and not overwrite:  # before reading the map
         raise OutputExistsError(f"{out}: already exists (it may hold labels); use --overwrite to replace it")
@@ -104,7 +111,7 @@ def run_sample(
         cmap,
         n=n,
         seed=seed,
-        allocation=allocation,  # type: ignore[arg-type]
+        allocation=method,
         min_per_stratum=min_per_stratum,
         target_se=target_se,
         expected_ua=ua,

@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from geoseg.areas.maps import ClassCounts, ClassMap, MapError, class_pixels, count_classes
+from geoseg.errors import OptionError
 
 Allocation = Literal["olofsson", "proportional", "equal"]
 DEFAULT_EXPECTED_UA = 0.85
@@ -34,7 +35,7 @@ def sample_size(
     ``n = (Σ W_i S_i)² / (S(Ô)² + Σ W_i S_i² / N)`` with ``S_i = sqrt(U_i (1 - U_i))`` from the expected
     user's accuracies ``U_i``; the finite-population term is dropped without ``total_units`` (N)."""
     if not 0 < target_se < 1:
-        raise ValueError(f"target standard error must be in (0, 1), got {target_se}")
+        raise OptionError(f"target standard error must be in (0, 1), got {target_se}")
     s = {k: math.sqrt(expected_ua[k] * (1 - expected_ua[k])) for k in weights}
     num = sum(weights[k] * s[k] for k in weights) ** 2
     den = target_se**2 + (sum(weights[k] * s[k] ** 2 for k in weights) / total_units if total_units else 0.0)
@@ -74,7 +75,7 @@ def allocate(
     """
     classes = sorted(k for k in pixels if pixels[k] > 0)
     if not classes:
-        raise ValueError("no strata")
+        raise OptionError("no strata: the map has no class to sample")
     if method == "equal":
         out = _round_largest_remainder({k: 1.0 for k in classes}, n)
     elif method == "proportional":
@@ -95,7 +96,7 @@ def allocate(
         else:  # n too small to give every stratum the minimum
             out = _round_largest_remainder({k: 1.0 for k in classes}, n)
     else:
-        raise ValueError(f"unknown allocation {method!r} (olofsson, proportional, equal)")
+        raise OptionError(f"unknown allocation {method!r} (olofsson, proportional, equal)")
     return {k: int(min(max(out[k], 2), pixels[k])) for k in classes}
 
 

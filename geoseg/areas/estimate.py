@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from geoseg.areas.maps import ClassCounts, ClassMap, SampleError
-from geoseg.rundir import atomic_write_text
+from geoseg.io.staging import atomic_write_text
 
 Z95 = 1.96
 SAMPLE_METHOD = "stratified random sample, estimators of Olofsson et al. (2014) eqs. 4-11"
@@ -162,7 +162,7 @@ class AreaEstimate:
         return out, csv_path
 
 
-def _num(v: float | None) -> float | None:
+def _num(v: float | np.ndarray | None) -> float | None:
     return None if v is None or not np.isfinite(v) else float(v)
 
 

@@ -233,14 +233,13 @@ def open_class_map(
             raise MapError(f"{path}: a class map holds integer class ids, this raster is {dtype}")
         if src.crs is None or src.transform.is_identity:
             raise MapError(f"{path}: raster is not georeferenced (no CRS or geotransform)")
-        if nodata is None:
-            nodata = {0}
-            if src.nodata is not None and not math.isnan(src.nodata) and float(src.nodata).is_integer():
-                nodata.add(int(src.nodata))
-        nodata = {int(v) for v in nodata}
+        skip: set[int] = {0} if nodata is None else {int(v) for v in nodata}
+        if nodata is None and src.nodata is not None:
+            if not math.isnan(src.nodata) and float(src.nodata).is_integer():
+                skip.add(int(src.nodata))
         found = names_from_tags(src.tags()) or names_from_pam(path)
         try:
-            colors = {int(k): tuple(int(c) for c in v[:3]) for k, v in src.colormap(1).items()}
+            colors = {int(k): (int(v[0]), int(v[1]), int(v[2])) for k, v in src.colormap(1).items()}
         except ValueError:  # no colour table
             colors = {}
         cmap = ClassMap(
@@ -250,8 +249,8 @@ def open_class_map(
             transform=src.transform,
             crs=src.crs,
             dtype=dtype,
-            nodata=tuple(sorted(nodata)),
-            names={k: v for k, v in found.items() if k not in nodata},
+            nodata=tuple(sorted(skip)),
+            names={k: v for k, v in found.items() if k not in skip},
             colors=colors,
             block_rows=int(src.block_shapes[0][0]),
         )

@@ -22,7 +22,7 @@ from geoseg.areas.design import SampleDesign
 from geoseg.areas.maps import ClassCounts, ClassMap, SampleError
 from geoseg.areas.style import sample_points_qml
 from geoseg.errors import OutputError, OutputExistsError
-from geoseg.io.vector import GPKG_VERSION, write_layer_styles
+from geoseg.outputs.gpkg import GPKG_VERSION, write_layer_styles
 
 SAMPLES_LAYER = "samples"
 STRATA_TABLE = "strata"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from geoseg.styles import DOCTYPE, QGIS_VERSION, _empty_ddp, _qcolor, _rgba
+from geoseg.outputs.styles import DOCTYPE, QGIS_VERSION, _empty_ddp, _qcolor, _rgba
 
 FALLBACK_COLORS = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628", "#f781bf"]
 READ_ONLY = ("sample_id", "map_class", "map_name")

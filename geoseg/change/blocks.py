@@ -21,9 +21,11 @@ from distributed import Client, as_completed
 from odc.geo.geobox import GeoBox
 from rasterio.features import rasterize
 
+from geoseg.change.errors import ChangeInputError
 from geoseg.change.grid import Aligned
 from geoseg.change.runs import RunInfo
-from geoseg.vectorize import BlockPolygons, vectorize_block
+from geoseg.io.raster import crs_of
+from geoseg.outputs.vectorize import BlockPolygons, vectorize_block
 from tiles import Window
 
 GDAL_CACHE_MB = 256  # per worker: GDAL's default (5 % of RAM) grows with the scene through warped reads
@@ -59,7 +61,7 @@ _local = threading.local()
 
 def _aligned(target: GeoBox) -> Aligned:
     """This worker thread's warped readers on ``target`` (rasterio datasets are not shared by threads)."""
-    key = (tuple(target.affine), tuple(target.shape), target.crs.to_wkt())
+    key = (tuple(target.affine), tuple(target.shape), crs_of(target).to_wkt())
     held = getattr(_local, "aligned", None)
     if held is None or held[0] != key:
         if held is not None:
@@ -74,10 +76,12 @@ def classes_of(spec: CompareSpec, run: RunInfo, idx: np.ndarray, al: Aligned, wi
     if run.task != "buildings":
         return idx[np.clip(raw, 0, 255)]
     building = run.building_class
+    if building is None:
+        raise ChangeInputError(f"{run.folder}: a building run without a building class")
     background = next(c.id for c in run.classes if c.id != building)
     cls = np.where(raw > 0, building, background).astype(np.int32)
     valid = al.read_valid(run.source, win) if run.source is not None else np.ones(win.shape, bool)
-    extent = run.geobox.extent.to_crs(spec.target.crs).geom
+    extent = run.geobox.extent.to_crs(crs_of(spec.target)).geom
     valid &= rasterize(
         [extent], out_shape=win.shape, transform=win.transform(spec.target.affine), fill=0, dtype="uint8"
     ).astype(bool)

@@ -11,9 +11,9 @@ import rasterio
 import shapely
 from pyproj import Transformer
 
-from geoseg.io.vector import write_layer
-from geoseg.styles import outline_polygon_qml
-from geoseg.vectorize import area_m2
+from geoseg.outputs.gpkg import write_layer
+from geoseg.outputs.styles import outline_polygon_qml
+from geoseg.outputs.vectorize import area_m2
 
 MATCH_IOU = 0.3  # a footprint pair overlapping at least this much is the same building
 CHANGED_IOU = 0.6  # a matched pair below this (extended, shrunk, rebuilt) is a changed building

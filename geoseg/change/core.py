@@ -36,16 +36,17 @@ from geoseg.change.config import ChangeConfig
 from geoseg.change.errors import ChangeInputError
 from geoseg.change.grid import Aligned, common_grid, pixel_size_m
 from geoseg.change.runs import RunInfo, after_to_before, check_comparable, load_run, products
-from geoseg.classmeta import add_class_extensions, write_category_sidecar
-from geoseg.cluster import ClusterStart
 from geoseg.errors import OutputExistsError
-from geoseg.io.cog import BlockCOGWriter
-from geoseg.io.vector import write_layer, write_layer_styles
-from geoseg.locking import output_lock
-from geoseg.report import COG_MEDIA, GPKG_MEDIA, _jsonable, software_versions, write_item
-from geoseg.rundir import staging_dir
-from geoseg.styles import categorized_polygon_qml
-from geoseg.vectorize import SeamMerger, polygons_to_frame
+from geoseg.io.raster import crs_of
+from geoseg.io.staging import staging_dir
+from geoseg.outputs.classmeta import add_class_extensions, write_category_sidecar
+from geoseg.outputs.cog import BlockCOGWriter
+from geoseg.outputs.gpkg import write_layer, write_layer_styles
+from geoseg.outputs.stac import COG_MEDIA, GPKG_MEDIA, _jsonable, software_versions, write_item
+from geoseg.outputs.styles import categorized_polygon_qml
+from geoseg.outputs.vectorize import SeamMerger, polygons_to_frame
+from geoseg.run.cluster import ClusterStart
+from geoseg.run.locking import output_lock
 from tiles import Window, block_windows
 
 CHANGE_TIF = "change.tif"
@@ -110,7 +111,7 @@ def _check_out(out: Path, fp: str, overwrite: bool) -> bool:
 def _run_scene_first(path: Path, cfg: ChangeConfig, notify) -> Path:
     """A scene given as BEFORE/AFTER: run it (same model and settings for both) into ``<out>.runs/``."""
     from geoseg.config import DEFAULT_LANDCOVER_MODEL, RunConfig
-    from geoseg.run import run_scene
+    from geoseg.run.job import run_scene
 
     out = cfg.out.parent / f"{cfg.out.name}.runs" / path.stem
     run_cfg = RunConfig(
@@ -128,7 +129,7 @@ def _run_scene_first(path: Path, cfg: ChangeConfig, notify) -> Path:
 
 def _precheck_scenes(cfg: ChangeConfig) -> None:
     """Before running scenes: they must be rasters with a date and overlap each other."""
-    from geoseg.dates import acquisition_date
+    from geoseg.io.dates import acquisition_date
     from geoseg.io.raster import open_scene
 
     scenes = {}
@@ -148,9 +149,9 @@ def _resolve_inputs(cfg: ChangeConfig, notify) -> tuple[RunInfo, RunInfo]:
     for p in (cfg.before, cfg.after):
         if not p.exists():
             raise ChangeInputError(f"{p}: no such run folder or scene")
-    for p in (cfg.before_mask, cfg.after_mask):
-        if p is not None and not p.is_file():
-            raise ChangeInputError(f"{p}: no such mask raster")
+    for mask in (cfg.before_mask, cfg.after_mask):
+        if mask is not None and not mask.is_file():
+            raise ChangeInputError(f"{mask}: no such mask raster")
     _precheck_scenes(cfg)
     # run folders first: a bad folder is reported before any scene is run
     runs: dict[str, RunInfo] = {}
@@ -167,7 +168,7 @@ def _resolve_inputs(cfg: ChangeConfig, notify) -> tuple[RunInfo, RunInfo]:
 
 def run_change(cfg: ChangeConfig, notify=print) -> ChangeSummary:
     """Compare two dates; every check happens before ``cfg.out`` is created. One process at a time writes
-    ``cfg.out`` (``geoseg.locking``: a second caller gets ``OutputLockedError``)."""
+    ``cfg.out`` (``geoseg.run.locking``: a second caller gets ``OutputLockedError``)."""
     with output_lock(cfg.out, wait=False, notify=notify):
         return _run_change(cfg, notify)
 
@@ -200,7 +201,7 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
     h, w = int(target.shape.y), int(target.shape.x)
     px_m = pixel_size_m(target)
     notify(
-        f"grid: {which}'s, {w} x {h} pixels of {px_m:.3g} m ({target.crs.to_epsg() or 'custom CRS'}); "
+        f"grid: {which}'s, {w} x {h} pixels of {px_m:.3g} m ({crs_of(target).to_epsg() or 'custom CRS'}); "
         f"footprints overlap {overlap_m2:,.0f} m²"
     )
     classes = before.classes
@@ -212,7 +213,7 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
     transitions = {1 + i * n + j: (classes[i], classes[j]) for i in range(n) for j in range(n) if i != j}
     names = {code: f"{a.name} → {b.name}" for code, (a, b) in transitions.items()}
     colors = {code: _mix(_hex_rgb(b.color), _hex_rgb(a.color)) for code, (a, b) in transitions.items()}
-    crs_wkt = target.crs.to_wkt()
+    crs_wkt = crs_of(target).to_wkt()
     blocks = block_windows(h, w, cfg.block)
     pixel_area = _pixel_area_m2(target)
     min_conf = None if cfg.min_confidence is None else cfg.min_confidence * 255
@@ -473,7 +474,8 @@ def _hex_rgb(color: str) -> tuple[int, int, int]:
 def _mix(to: tuple[int, int, int], frm: tuple[int, int, int], w: float = 0.65) -> tuple[int, int, int]:
     """A transition's colour: mostly the new class's, tinted by the old one's (so land -> water and
     vegetation -> water differ)."""
-    return tuple(round(w * t + (1 - w) * f) for t, f in zip(to, frm, strict=True))  # type: ignore[return-value]
+    r, g, b = (round(w * t + (1 - w) * f) for t, f in zip(to, frm, strict=True))
+    return r, g, b
 
 
 def _hex(rgb: tuple[int, int, int]) -> str:

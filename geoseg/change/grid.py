@@ -16,14 +16,14 @@ from rasterio.errors import NodataShadowWarning
 from rasterio.vrt import WarpedVRT
 
 from geoseg.change.errors import ChangeInputError
-from geoseg.io.raster import window_to_rio
-from geoseg.vectorize import area_m2
+from geoseg.io.raster import crs_of, window_to_rio
+from geoseg.outputs.vectorize import area_m2
 from tiles import Window
 
 
 def pixel_size_m(gb: GeoBox) -> float:
     """Side of a pixel in metres (square root of the mean ground area of the grid's pixels)."""
-    ext = gpd.GeoSeries([gb.extent.geom], crs=gb.crs.to_wkt())
+    ext = gpd.GeoSeries([gb.extent.geom], crs=crs_of(gb).to_wkt())
     return math.sqrt(float(area_m2(ext)[0]) / (int(gb.shape.x) * int(gb.shape.y)))
 
 
@@ -34,8 +34,9 @@ def common_grid(
     if which == "finer":
         which = "after" if pixel_size_m(after) < pixel_size_m(before) * (1 - 1e-6) else "before"
     ref, other = (before, after) if which == "before" else (after, before)
-    inter = ref.extent & other.extent.to_crs(ref.crs)
-    overlap = 0.0 if inter.is_empty else float(area_m2(gpd.GeoSeries([inter.geom], crs=ref.crs.to_wkt()))[0])
+    ref_crs = crs_of(ref)
+    inter = ref.extent & other.extent.to_crs(ref_crs)
+    overlap = 0.0 if inter.is_empty else float(area_m2(gpd.GeoSeries([inter.geom], crs=ref_crs.to_wkt()))[0])
     if overlap <= 0:
         raise ChangeInputError(f"{names[1]} does not overlap {names[0]}")
     left, bottom, right, top = inter.boundingbox
@@ -77,7 +78,7 @@ class Aligned:
             self._vrts[key] = self._stack.enter_context(
                 WarpedVRT(
                     src,
-                    crs=self.target.crs.to_wkt(),
+                    crs=crs_of(self.target).to_wkt(),
                     transform=self.target.affine,
                     width=int(self.target.shape.x),
                     height=int(self.target.shape.y),

@@ -11,7 +11,8 @@ import rasterio
 from odc.geo.geobox import GeoBox
 
 from geoseg.change.errors import ChangeInputError
-from geoseg.rundir import RUN_FILE
+from geoseg.io.raster import crs_of
+from geoseg.io.staging import RUN_FILE
 
 
 @dataclass(frozen=True)
@@ -221,14 +222,14 @@ def write_run_folder(
     ``id``), optional ``confidence.tif`` (uint8), and a run.json STAC Item with the acquisition date."""
     import datetime as _dt
 
-    from geoseg.classmeta import add_class_extensions, write_category_sidecar
-    from geoseg.io.cog import BlockCOGWriter
-    from geoseg.io.vector import write_layer
-    from geoseg.report import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
-    from geoseg.rundir import staging_dir
+    from geoseg.io.staging import staging_dir
+    from geoseg.outputs.classmeta import add_class_extensions, write_category_sidecar
+    from geoseg.outputs.cog import BlockCOGWriter
+    from geoseg.outputs.gpkg import write_layer
+    from geoseg.outputs.stac import COG_MEDIA, GPKG_MEDIA, build_run_item, write_item
 
     h, w = int(geobox.shape.y), int(geobox.shape.x)
-    crs = geobox.crs.to_wkt()
+    crs = crs_of(geobox).to_wkt()
     now = _dt.datetime.now(_dt.timezone.utc)
     with staging_dir(Path(out)) as stage:
         name = "buildings.tif" if task == "buildings" else "landcover.tif"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
@@ -24,6 +25,13 @@ from geoseg.errors import SceneError
 from tiles import Window
 
 EARTH_METRES_PER_DEGREE = 111_320.0
+
+
+def crs_of(geobox: GeoBox) -> CRS:
+    """``geobox.crs``: every grid geoseg works on has one (``open_scene`` refuses rasters without)."""
+    if geobox.crs is None:
+        raise SceneError("a grid without a CRS (not georeferenced)")
+    return geobox.crs
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class Scene:
     def gsd_m(self) -> float:
         """Ground sample distance in metres (mean of x and y; degrees converted at the scene centre)."""
         res = self.geobox.resolution
-        crs = self.geobox.crs
+        crs = crs_of(self.geobox)
         if crs.geographic:
             lat = self.geobox.geographic_extent.centroid.coords[0][1]
             gx = abs(res.x) * EARTH_METRES_PER_DEGREE * math.cos(math.radians(lat))

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from geoseg.errors import CheckpointError
+from geoseg.io.staging import atomic_path
 from geoseg.models.meta import (  # noqa: F401 - re-exported
     FORMAT,
     FORMAT_VERSION,
@@ -22,7 +23,6 @@ from geoseg.models.meta import (  # noqa: F401 - re-exported
     validate_payload,
 )
 from geoseg.models.registry import build_model
-from geoseg.rundir import atomic_path
 
 
 @dataclass

@@ -100,7 +100,7 @@ class _MetaUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
-        if module == "torch" and name.endswith("Storage") or (module, name) in _TENSOR_REBUILDS:
+        if (module == "torch" and name.endswith("Storage")) or (module, name) in _TENSOR_REBUILDS:
             return _no_tensor
         raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
 

@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from geoseg.errors import OptionError
+
 # geoseg name -> segmentation_models_pytorch class (imported on first build: the Dask client and
 # `geoseg run`'s validation only read checkpoint metadata and never need smp).
 ARCHITECTURES: dict[str, str] = {
@@ -33,7 +35,7 @@ def build_model(
     try:
         cls = getattr(smp, ARCHITECTURES[arch.lower()])
     except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}") from None
+        raise OptionError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}") from None
     try:
         return cls(
             encoder_name=encoder,

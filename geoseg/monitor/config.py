@@ -202,12 +202,13 @@ class MonitorWorkflow(_Strict):
         )
         if not self.buildings_model:  # the identity of workflows written before buildings were mapped
             blob.pop("buildings_model")
-        import geoseg.baseline
+        import geoseg.inference.baseline
         from geoseg.models.meta import file_sha256
 
         # a baseline's identity is its rules' code (as in geoseg run)
         shas = [
-            file_sha256(geoseg.baseline.__file__ if m.startswith("baseline:") else m) for m in self.models
+            file_sha256(geoseg.inference.baseline.__file__ if m.startswith("baseline:") else m)
+            for m in self.models
         ]
         blob["model_sha256"] = "+".join(shas)
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,13 +25,13 @@ from typing import Any
 from rasterio.errors import RasterioError
 
 from geoseg.errors import GeosegError
+from geoseg.io.staging import RUN_FILE
 from geoseg.monitor.change import compute_change
 from geoseg.monitor.config import MonitorWorkflow
 from geoseg.monitor.outputs import OUTPUTS, DateRun, Step, write_catalog, write_history, write_timeseries
 from geoseg.monitor.runs import run_date
 from geoseg.monitor.scenes import SceneSkipped, clip_scene, discover, load_aoi
 from geoseg.monitor.state import MonitorLock, load_state, remove_partials, save_state
-from geoseg.rundir import RUN_FILE
 
 
 @dataclass
@@ -131,7 +132,7 @@ def _dirty(out: Path, state: dict) -> None:
 
 
 def _process_scenes(wf, out, state, refs, aoi, proc, summary, notify) -> None:
-    from geoseg.cluster import ClusterStart
+    from geoseg.run.cluster import ClusterStart
 
     scenes: dict[str, dict] = state["scenes"]
     # checkpoint runs share one cluster, started by the first scene with work to do (lazily)
@@ -228,7 +229,7 @@ def _desired_steps(wf: MonitorWorkflow, state: dict) -> dict[str, dict]:
     dates = _valid_dates(state)
     steps: dict[str, dict] = {}
     ch = wf.change_hash()
-    for (d0, _, t0), (d1, _, t1) in zip(dates, dates[1:], strict=False):
+    for (d0, _, t0), (d1, _, t1) in itertools.pairwise(dates):
         rel = f"changes/{d0.isoformat()}_{d1.isoformat()}"
         steps[rel] = {
             "kind": "previous",

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from geoseg.io.staging import RUN_FILE, atomic_path, atomic_write_text
 from geoseg.monitor.change import CHANGE_GPKG, CHANGE_JSON, CHANGE_LAYER, class_names
-from geoseg.rundir import RUN_FILE, atomic_path, atomic_write_text
 
 HISTORY = "history.gpkg"
 TIMESERIES_CSV = "timeseries.csv"
@@ -91,8 +91,8 @@ def write_history(out: Path, runs: list[DateRun], steps: list[Step], with_landco
     import pyogrio
 
     from geoseg.change.buildings import BUILDING_LAYERS
-    from geoseg.io.vector import write_layer
-    from geoseg.styles import categorized_polygon_qml, outline_polygon_qml
+    from geoseg.outputs.gpkg import write_layer
+    from geoseg.outputs.styles import categorized_polygon_qml, outline_polygon_qml
 
     classes = class_table(runs, out)
     by_name = {n: k for k, n, _ in classes}

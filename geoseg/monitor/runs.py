@@ -11,14 +11,14 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from geoseg.cluster import ClusterStart
 from geoseg.monitor.config import MonitorWorkflow
+from geoseg.run.cluster import ClusterStart
 
 
 def run_date(wf: MonitorWorkflow, clip: Path, date: dt.date, out: Path, cluster: ClusterStart) -> None:
     """Produce the run folder ``out`` for the clip of one date (replacing what is there)."""
-    from geoseg.ov_predictor import WORKER_TORCH_ENV, runs_without_torch
-    from geoseg.run import run_scene
+    from geoseg.inference.openvino import WORKER_TORCH_ENV, runs_without_torch
+    from geoseg.run.job import run_scene
 
     cfg = wf.run_config(scene=clip, out=out, date=date)
     # the monitor's cluster is shared by its dates, all run by one model: start it without torch where

@@ -25,8 +25,8 @@ import shapely
 from rasterio.errors import RasterioError
 
 from geoseg.errors import SceneError
+from geoseg.io.staging import atomic_path
 from geoseg.monitor.config import AOIConfig, MasksConfig, MonitorWorkflowError, ScenesConfig
-from geoseg.rundir import atomic_path
 
 
 class SceneSkipped(Exception):

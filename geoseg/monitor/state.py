@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from geoseg.errors import GeosegError
-from geoseg.rundir import atomic_write_text
+from geoseg.io.staging import atomic_write_text
 
 STATE_FILE = "monitor_state.json"
 LOCK_FILE = ".monitor.lock"

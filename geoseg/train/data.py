@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 from odc.geo.geobox import GeoBox
 
-from geoseg.compat import INTEGER_RANGES
 from geoseg.errors import LabelError, SceneError
-from geoseg.io.raster import Scene, open_scene, read_window
-from geoseg.train.chips import IGNORE_INDEX, Chip, data_sha256, find_pairs, load_chips
-from geoseg.train.config import BUILDING_CLASSES, ColorTable, TrainConfig, display_color
-from geoseg.train.labels import is_vector, pair_labels, read_labels
+from geoseg.inference.scene_checks import INTEGER_RANGES
+from geoseg.io.chips import IGNORE_INDEX, Chip, data_sha256, find_pairs, load_chips
+from geoseg.io.classes import BUILDING_CLASSES, ColorTable, display_color
+from geoseg.io.labels import is_vector, pair_labels, read_labels
+from geoseg.io.raster import Scene, crs_of, open_scene, read_window
+from geoseg.train.config import TrainConfig
 from tiles import Window
 
 GSD_SAME = 0.01  # relative GSD difference below which a scene is used on its own grid
@@ -164,7 +165,7 @@ def load_geo_data(cfg: TrainConfig) -> TrainingData:
         {
             "image": c.name,
             "bounds": list(c.geobox.extent.boundingbox),
-            "crs": f"EPSG:{c.geobox.crs.epsg}" if c.geobox.crs.epsg else c.geobox.crs.to_wkt(),
+            "crs": _crs_name(crs_of(c.geobox)),
         }
         for c in val
         if c.geobox is not None
@@ -216,11 +217,17 @@ def load_chip_data(cfg: TrainConfig) -> TrainingData:
     )
 
 
+def _crs_name(crs) -> str:
+    return f"EPSG:{crs.epsg}" if crs.epsg else crs.to_wkt()
+
+
 def load_training_data(cfg: TrainConfig) -> TrainingData:
     """Training and validation chips for ``cfg``; raises ``LabelError``/``SceneError`` on bad input."""
     data = load_geo_data(cfg) if cfg.images else load_chip_data(cfg)
     if cfg.task == "buildings":
         labelled = np.concatenate([c.mask[c.mask != IGNORE_INDEX] for c in data.train])
         if not (labelled == data.classes.index("building")).any():
-            raise LabelError(f"{(cfg.labels or [cfg.chips])[0]}: no building pixels in the training part")
+            raise LabelError(
+                f"{cfg.labels[0] if cfg.labels else cfg.chips}: no building pixels in the training part"
+            )
     return data

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 
 from geoseg.errors import CheckpointError
-from geoseg.infer import Predictor
+from geoseg.inference.predictor import Predictor
 from geoseg.models import Checkpoint, CheckpointMeta, ClassInfo, build_model, save_checkpoint
 from geoseg.models.checkpoint import Normalization
-from geoseg.report import software_versions
+from geoseg.outputs.stac import software_versions
 from geoseg.train.config import TrainConfig
 from geoseg.train.data import TrainingData, load_training_data
 from geoseg.train.sampler import GridChipSampler, RandomChipSampler, band_statistics, class_weights
@@ -44,12 +45,13 @@ def load_encoder_weights(model: torch.nn.Module, path: Path) -> None:
     state = state.get("state_dict", state) if isinstance(state, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a state dict of tensors")
-    own = model.encoder.state_dict()
+    encoder = cast(torch.nn.Module, model.encoder)  # torch types submodule access as Tensor | Module
+    own = encoder.state_dict()
     matched = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not matched:
         raise CheckpointError(f"{path}: no weight matches the encoder's parameter names and shapes")
     own.update(matched)
-    model.encoder.load_state_dict(own)
+    encoder.load_state_dict(own)
 
 
 def checkpoint_meta(cfg: TrainConfig, data: TrainingData, norm: Normalization, row: dict) -> CheckpointMeta:
@@ -113,8 +115,8 @@ def train_model(
         return max(scored) if scored else (-1.0, 0)
 
     if state is not None and int(state["epoch"]) >= cfg.epochs:
-        best, epoch = best_of(rows)
-        return TrainResult(run, True, True, best, epoch, key)
+        best_score, best_epoch = best_of(rows)
+        return TrainResult(run, True, True, best_score, best_epoch, key)
     if state is not None:
         notify(f"resuming {cfg.out} after epoch {int(state['epoch'])}")
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from geoseg.train.chips import IGNORE_INDEX, Chip
+from geoseg.io.chips import IGNORE_INDEX, Chip
 from tiles import TileGrid
 
 
@@ -87,7 +87,7 @@ class GridChipSampler(RandomChipSampler):
         self.windows = [
             (k, w.row_off, w.col_off, w.height, w.width)
             for k, chip in enumerate(self.chips)
-            for w in TileGrid(*chip.mask.shape, size, size // 2)
+            for w in TileGrid(chip.mask.shape[0], chip.mask.shape[1], size, size // 2)
         ]
         self.order: list[int] = []
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from geoseg.errors import OutputExistsError
-from geoseg.rundir import atomic_path, atomic_write_text
+from geoseg.io.staging import atomic_path, atomic_write_text
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -137,7 +137,7 @@ class RunListing:
 
 def list_runs(root: Path) -> list[RunListing]:
     """Training runs in ``root`` (the folder itself or its sub-folders), newest config first."""
-    candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
     found = []
     for path in candidates:
         run = TrainRun(path)

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from geoseg.infer import Predictor, predict_image
-from geoseg.metrics import confusion_matrix, scores
-from geoseg.train.chips import IGNORE_INDEX, Chip
+from geoseg.evaluation.metrics import confusion_matrix, scores
+from geoseg.inference.predictor import Predictor, predict_image
+from geoseg.io.chips import IGNORE_INDEX, Chip
 from geoseg.train.sampler import RandomChipSampler
 
 

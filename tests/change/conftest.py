@@ -11,8 +11,8 @@ import pytest
 import rasterio
 from odc.geo.geobox import GeoBox
 
-from geoseg.baseline import LandcoverBaseline
 from geoseg.change.runs import ClassDef, write_run_folder
+from geoseg.inference.baseline import LandcoverBaseline
 
 from ..conftest import ROOT
 

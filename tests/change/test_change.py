@@ -121,7 +121,7 @@ def test_naip_pair_on_one_grid(naip_change, naip_runs):
 
 
 def test_naip_change_metadata(naip_change, naip_runs):
-    out, s = naip_change
+    out, _s = naip_change
     item = pystac.Item.from_file(str(out / "change.json"))
     assert item.datetime is None
     assert item.properties["start_datetime"].startswith("2009-08-18")
@@ -289,7 +289,7 @@ def test_real_geoseg_run_outputs_compare(tmp_path, dask_cluster):
     """Two real ``geoseg run`` outputs (bundled building model, ``--date``, ``--confidence``) of one crop:
     distinct STAC ids, acquisition dates in run.json, and no change between them."""
     from geoseg.config import ClusterConfig, RunConfig
-    from geoseg.run import run_scene
+    from geoseg.run.job import run_scene
 
     from ..conftest import BUILDINGS_MODEL
 
@@ -399,7 +399,7 @@ def test_masked_pixels_are_not_compared(tmp_path, naip_runs, naip_change):
 @needs_qgis
 def test_change_outputs_open_styled_in_qgis(naip_change, tmp_path):
     out, _ = naip_change
-    infos, png = open_in_qgis(out, tmp_path)
+    infos, _png = open_in_qgis(out, tmp_path)
     raster = next(i for i in infos if i["layer"] == "change.tif")
     assert raster["valid"] and raster["renderer"] == "paletted"
     layer = next(i for i in infos if i["layer"] == "landcover_change")
@@ -509,7 +509,7 @@ def test_a_second_writer_of_one_change_folder_is_refused(tmp_path):
     """Two processes must not write one change folder: the second gets a one-line refusal."""
     from geoseg.change import ChangeConfig, run_change
     from geoseg.errors import OutputLockedError
-    from geoseg.locking import output_lock
+    from geoseg.run.locking import output_lock
 
     out = tmp_path / "change"
     cfg = ChangeConfig(before=tmp_path / "a", after=tmp_path / "b", out=out)
@@ -581,7 +581,7 @@ def test_runs_of_both_products_report_land_cover_and_building_change(tmp_path, d
     """Two default ``geoseg run`` folders (land cover and buildings from one read) of one crop on two
     dates: one comparison reports both kinds of change, each product against its own."""
     from geoseg.config import ClusterConfig, RunConfig
-    from geoseg.run import run_scene
+    from geoseg.run.job import run_scene
 
     from ..conftest import BUILDINGS_MODEL, LANDCOVER_MODEL
 

@@ -13,8 +13,8 @@ from rasterio.features import rasterize
 from skimage.measure import label
 
 from geoseg.config import ClusterConfig, RunConfig
-from geoseg.mmu import BlockSiever, sieve, sieve_core
-from geoseg.run import run_scene
+from geoseg.outputs.mmu import BlockSiever, sieve, sieve_core
+from geoseg.run.job import run_scene
 from tiles import block_windows
 
 from ..conftest import LANDCOVER_MODEL

@@ -14,8 +14,8 @@ import pytest
 import rasterio
 
 from geoseg.config import ClusterConfig, RunConfig
-from geoseg.dates import acquisition_date, date_from_name
-from geoseg.run import run_scene
+from geoseg.io.dates import acquisition_date, date_from_name
+from geoseg.run.job import run_scene
 
 from ..conftest import LANDCOVER_MODEL, crop_geotiff
 from .conftest import NAIP_2009

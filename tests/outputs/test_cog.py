@@ -10,7 +10,7 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 
 from geoseg.errors import OutputError
-from geoseg.io.cog import BlockCOGWriter
+from geoseg.outputs.cog import BlockCOGWriter
 
 from .conftest import LULC_COLORS, LULC_NAMES, ClassRaster
 

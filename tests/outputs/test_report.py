@@ -10,7 +10,7 @@ import pystac
 import pytest
 import rasterio
 
-from geoseg.report import build_run_item, write_item
+from geoseg.outputs.stac import build_run_item, write_item
 
 from .conftest import ALBERS, KAMPALA
 

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from geoseg.styles import categorized_polygon_qml, outline_polygon_qml
+from geoseg.outputs.styles import categorized_polygon_qml, outline_polygon_qml
 
 from .conftest import LULC_COLORS, LULC_NAMES
 

@@ -14,9 +14,9 @@ import rasterio
 import shapely
 
 from geoseg.errors import OutputError
-from geoseg.io.vector import write_layer, write_layer_styles
-from geoseg.styles import categorized_polygon_qml, outline_polygon_qml
-from geoseg.vectorize import polygons_to_frame, vectorize_block
+from geoseg.outputs.gpkg import write_layer, write_layer_styles
+from geoseg.outputs.styles import categorized_polygon_qml, outline_polygon_qml
+from geoseg.outputs.vectorize import polygons_to_frame, vectorize_block
 
 from .conftest import ALBERS, KAMPALA_BUILDINGS, LULC_COLORS, LULC_NAMES, ClassRaster, quantize
 

@@ -15,7 +15,7 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import shape
 
 from geoseg.errors import OutputError
-from geoseg.vectorize import SeamMerger, merge_seams, polygons_to_frame, vectorize_block
+from geoseg.outputs.vectorize import SeamMerger, merge_seams, polygons_to_frame, vectorize_block
 
 from .conftest import LULC_NAMES, ClassRaster
 
@@ -281,7 +281,7 @@ def test_polygons_to_frame_empty(lulc: ClassRaster) -> None:
 def test_merge_seams_of_gdal_polygons_without_block_info(kampala_classes: ClassRaster) -> None:
     """Blocks polygonized by GDAL (other ring orientation, extra collinear vertices), no window/saddles."""
 
-    from geoseg.vectorize import BlockPolygons
+    from geoseg.outputs.vectorize import BlockPolygons
 
     sub = ClassRaster(kampala_classes.labels[:400, :300], kampala_classes.transform, kampala_classes.crs, 0)
     h, w = sub.labels.shape
@@ -313,7 +313,7 @@ def test_area_m2_matches_geodesic_area(crs: str) -> None:
     area of the densified polygon, from 1 m² to 300 km wide and from the equator to 70° N."""
     import geopandas as gpd
 
-    from geoseg.vectorize import EXACT_AREA_SPAN_M, area_m2
+    from geoseg.outputs.vectorize import EXACT_AREA_SPAN_M, area_m2
 
     to_crs = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     to_geo = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)

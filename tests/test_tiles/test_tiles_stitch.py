@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -36,8 +38,8 @@ def partitions(draw, height: int, width: int, max_cuts: int = 5) -> list[Window]
     rows, cols = cuts(height), cuts(width)
     return [
         Window(r0, c0, r1 - r0, c1 - c0)
-        for r0, r1 in zip(rows, rows[1:], strict=False)
-        for c0, c1 in zip(cols, cols[1:], strict=False)
+        for r0, r1 in itertools.pairwise(rows)
+        for c0, c1 in itertools.pairwise(cols)
     ]
 
 

@@ -1,0 +1,1 @@
+"""Scoring models and runs against labels: ``evaluate`` (``geoseg evaluate``) and ``metrics``."""

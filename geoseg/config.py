@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from geoseg.errors import GeosegError
 from geoseg.inference.precision import Precision
 
 DEFAULT_LANDCOVER_MODEL = Path(__file__).parent / "checkpoints" / "landcover_rgb.pt"
@@ -150,3 +151,19 @@ class RunConfig(BaseModel):
 def check_overlap(overlap: int, tile: int) -> None:
     if overlap * 2 >= tile:
         raise ValueError(f"overlap ({overlap}) must be less than half the tile ({tile})")
+
+
+def read_yaml_mapping(path: Path, error: type[GeosegError], expected: str) -> dict[str, Any]:
+    """The mapping at the top of YAML file ``path``; ``error`` (one line naming the file) if it is missing,
+    not YAML, or not a mapping (``expected`` says what it should hold)."""
+    import yaml
+
+    if not path.is_file():
+        raise error(f"{path}: no such workflow file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a mapping with {expected}")
+    return raw

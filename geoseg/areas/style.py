@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from geoseg.outputs.styles import DOCTYPE, QGIS_VERSION, _empty_ddp, _qcolor, _rgba
+from geoseg.outputs.styles import _qcolor, _rgba, qgis_root, qml_text, symbol
 
 FALLBACK_COLORS = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628", "#f781bf"]
 READ_ONLY = ("sample_id", "map_class", "map_name")
 
 
 def _ring(parent: ET.Element, name: str, color: str, size_mm: float = 3.0) -> None:
-    sym = ET.SubElement(
-        parent, "symbol", type="marker", name=name, alpha="1", clip_to_extent="1", force_rhr="0"
-    )
-    _empty_ddp(sym)
-    layer = ET.SubElement(sym, "layer", {"class": "SimpleMarker", "enabled": "1", "locked": "0", "pass": "0"})
     props = {
         "angle": "0",
         "color": "0,0,0,0",
@@ -34,12 +29,7 @@ def _ring(parent: ET.Element, name: str, color: str, size_mm: float = 3.0) -> No
         "size_unit": "MM",
         "vertical_anchor_point": "1",
     }
-    opt = ET.SubElement(layer, "Option", type="Map")
-    for k, v in props.items():
-        ET.SubElement(opt, "Option", type="QString", name=k, value=v)
-    for k, v in props.items():
-        ET.SubElement(layer, "prop", k=k, v=v)
-    _empty_ddp(layer)
+    symbol(parent, "marker", name, "SimpleMarker", props)
 
 
 def sample_points_qml(
@@ -47,18 +37,7 @@ def sample_points_qml(
 ) -> str:
     """Style of the ``samples`` layer. ``classes``: (map value, name, "#RRGGBB" or None) of the map's
     strata; ``labels``: the classes offered in the ``ref_class`` drop-down (default: ``classes``)."""
-    root = ET.Element(
-        "qgis",
-        {
-            "version": QGIS_VERSION,
-            "styleCategories": "AllStyleCategories",
-            "hasScaleBasedVisibilityFlag": "0",
-            "minScale": "100000000",
-            "maxScale": "0",
-            "readOnly": "0",
-            "labelsEnabled": "0",
-        },
-    )
+    root = qgis_root()
     common = {"enableorderby": "0", "referencescale": "-1", "forceraster": "0", "symbollevels": "0"}
     if blind:
         renderer = ET.SubElement(root, "renderer-v2", {"type": "singleSymbol", **common})
@@ -91,5 +70,4 @@ def sample_points_qml(
     for name in READ_ONLY:
         ET.SubElement(editable, "field", name=name, editable="0")
     ET.SubElement(root, "layerGeometryType").text = "0"  # point
-    ET.indent(root, space="  ")
-    return DOCTYPE + "\n" + ET.tostring(root, encoding="unicode") + "\n"
+    return qml_text(root)

@@ -25,7 +25,7 @@ from geoseg.change.errors import ChangeInputError
 from geoseg.change.grid import Aligned
 from geoseg.change.runs import RunInfo
 from geoseg.io.raster import crs_of
-from geoseg.outputs.vectorize import BlockPolygons, vectorize_block
+from geoseg.outputs.vectorize import BlockPolygons, vectorize_window
 from tiles import Window
 
 GDAL_CACHE_MB = 256  # per worker: GDAL's default (5 % of RAM) grows with the scene through warped reads
@@ -105,15 +105,7 @@ def compare_block(spec: CompareSpec, win: Window) -> ComparedBlock:
     n = spec.n_classes
     code = np.where(changed, 1 + (b - 1) * n + (a - 1), 0).astype(spec.code_dtype)
     sieve_interior(code, win, h, w, spec.mmu_px)
-    polys = vectorize_block(
-        code,
-        win.transform(spec.target.affine),
-        nodata=0,
-        block_row_off=win.row_off,
-        block_col_off=win.col_off,
-        scene_height=h,
-        scene_width=w,
-    )
+    polys = vectorize_window(code, win, spec.target.affine, (h, w), nodata=0)
     return ComparedBlock(win, code, np.where(valid, b, 0), np.where(valid, a, 0), polys)
 
 

@@ -188,10 +188,14 @@ def staging_dir(out: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` to write; it replaces ``path`` only on success."""
+def atomic_path(path: Path, keep_suffix: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; it replaces ``path`` only on success.
+    ``keep_suffix``: the temporary name ends in ``path``'s suffix (drivers such as GDAL's GeoPackage
+    go by it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:6]}.tmp")
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    name = f".{path.stem}.{tag}.tmp{path.suffix}" if keep_suffix else f".{path.name}.{tag}.tmp"
+    tmp = path.with_name(name)
     try:
         yield tmp
         os.replace(tmp, path)

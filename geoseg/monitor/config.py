@@ -14,10 +14,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from geoseg.config import ClusterConfig, RunConfig
+from geoseg.config import ClusterConfig, RunConfig, read_yaml_mapping
 from geoseg.errors import GeosegError
 
 
@@ -242,14 +241,7 @@ def _resolve(raw: dict[str, Any], base: Path) -> None:
 def load_monitor_workflow(path: str | Path) -> MonitorWorkflow:
     """Parse and validate ``path``; raise ``MonitorWorkflowError`` with one line naming the bad key."""
     path = Path(path)
-    if not path.is_file():
-        raise MonitorWorkflowError(f"{path}: no such workflow file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise MonitorWorkflowError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise MonitorWorkflowError(f"{path}: expected a mapping with name, out, aoi and scenes")
+    raw = read_yaml_mapping(path, MonitorWorkflowError, "name, out, aoi and scenes")
     if isinstance(raw.get("bands"), str):
         raw["bands"] = [b.strip() for b in raw["bands"].split(",") if b.strip()]
     _resolve(raw, path.resolve().parent)

@@ -11,10 +11,6 @@ import csv
 import datetime as dt
 import io
 import json
-import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,17 +49,6 @@ def _temporal(qml: str, start: str, end: str | None) -> str:
         'endExpression="" limitMode="1"><fixedRange><start></start><end></end></fixedRange></temporal>'
     )
     return qml.replace("</qgis>", f"  {tag}\n</qgis>")
-
-
-@contextmanager
-def _atomic_gpkg(path: Path) -> Iterator[Path]:
-    """Like ``atomic_path`` but the temporary file keeps the .gpkg extension GDAL expects."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:6]}.tmp.gpkg")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def class_table(runs: list[DateRun], out: Path) -> list[tuple[int, str, str]]:
@@ -131,7 +116,7 @@ def write_history(out: Path, runs: list[DateRun], steps: list[Step], with_landco
 
         with rasterio.open(out / runs[-1].folder / "landcover.tif") as src:
             crs = src.crs.to_wkt()
-    with _atomic_gpkg(out / HISTORY) as tmp:
+    with atomic_path(out / HISTORY, keep_suffix=True) as tmp:
         for layer in (CHANGE_LAYER, f"{CHANGE_LAYER}_since_first", "landcover"):
             if layer == CHANGE_LAYER or layer in layers:
                 parts = layers.get(layer, [])

@@ -40,6 +40,19 @@ def _empty_ddp(parent: ET.Element) -> None:
     ET.SubElement(opt, "Option", type="QString", name="type", value="collection")
 
 
+def symbol(parent: ET.Element, kind: str, name: str, layer_class: str, props: dict[str, str]) -> None:
+    """A QGIS ``kind`` symbol (fill, marker, ...) named ``name`` with one ``layer_class`` symbol layer."""
+    sym = ET.SubElement(parent, "symbol", type=kind, name=name, alpha="1", clip_to_extent="1", force_rhr="0")
+    _empty_ddp(sym)
+    layer = ET.SubElement(sym, "layer", {"class": layer_class, "enabled": "1", "locked": "0", "pass": "0"})
+    opt = ET.SubElement(layer, "Option", type="Map")
+    for k, v in props.items():
+        ET.SubElement(opt, "Option", type="QString", name=k, value=v)
+    for k, v in props.items():
+        ET.SubElement(layer, "prop", k=k, v=v)
+    _empty_ddp(layer)
+
+
 def _fill_symbol(
     parent: ET.Element,
     name: str,
@@ -49,11 +62,6 @@ def _fill_symbol(
     filled: bool = True,
 ) -> None:
     """A ``fill`` symbol with one SimpleFill layer."""
-    sym = ET.SubElement(
-        parent, "symbol", type="fill", name=name, alpha="1", clip_to_extent="1", force_rhr="0"
-    )
-    _empty_ddp(sym)
-    layer = ET.SubElement(sym, "layer", {"class": "SimpleFill", "enabled": "1", "locked": "0", "pass": "0"})
     props = {
         "border_width_map_unit_scale": _NO_SCALE,
         "color": _qcolor(fill),
@@ -67,16 +75,12 @@ def _fill_symbol(
         "outline_width_unit": "MM",
         "style": "solid" if filled else "no",
     }
-    opt = ET.SubElement(layer, "Option", type="Map")
-    for k, v in props.items():
-        ET.SubElement(opt, "Option", type="QString", name=k, value=v)
-    for k, v in props.items():
-        ET.SubElement(layer, "prop", k=k, v=v)
-    _empty_ddp(layer)
+    symbol(parent, "fill", name, "SimpleFill", props)
 
 
-def _document(renderer: ET.Element) -> str:
-    root = ET.Element(
+def qgis_root(**extra: str) -> ET.Element:
+    """The ``<qgis>`` element of a layer style (``extra``: more of its attributes)."""
+    return ET.Element(
         "qgis",
         {
             "version": QGIS_VERSION,
@@ -86,13 +90,25 @@ def _document(renderer: ET.Element) -> str:
             "maxScale": "0",
             "readOnly": "0",
             "labelsEnabled": "0",
-            "simplifyDrawingHints": "1",
-            "simplifyDrawingTol": "1",
-            "simplifyLocal": "1",
-            "simplifyMaxScale": "1",
-            "simplifyAlgorithm": "0",
-            "symbologyReferenceScale": "-1",
+            **extra,
         },
+    )
+
+
+def qml_text(root: ET.Element) -> str:
+    """A style element as the text of a ``.qml`` file."""
+    ET.indent(root, space="  ")
+    return DOCTYPE + "\n" + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _document(renderer: ET.Element) -> str:
+    root = qgis_root(
+        simplifyDrawingHints="1",
+        simplifyDrawingTol="1",
+        simplifyLocal="1",
+        simplifyMaxScale="1",
+        simplifyAlgorithm="0",
+        symbologyReferenceScale="-1",
     )
     flags = ET.SubElement(root, "flags")
     for flag, value in (("Identifiable", "1"), ("Removable", "1"), ("Searchable", "1"), ("Private", "0")):
@@ -102,8 +118,7 @@ def _document(renderer: ET.Element) -> str:
     ET.SubElement(root, "featureBlendMode").text = "0"
     ET.SubElement(root, "layerOpacity").text = "1"
     ET.SubElement(root, "layerGeometryType").text = "2"  # polygon
-    ET.indent(root, space="  ")
-    return DOCTYPE + "\n" + ET.tostring(root, encoding="unicode") + "\n"
+    return qml_text(root)
 
 
 def _renderer(kind: str, **attrs: str) -> ET.Element:

@@ -35,7 +35,7 @@ from geoseg.inference.precision import cpu_label
 from geoseg.inference.task import BatchResult, BatchStats, ModelTask
 from geoseg.io.raster import Scene, read_valid_mask, read_window
 from geoseg.outputs.sink import NODATA, BlockResult
-from geoseg.outputs.vectorize import vectorize_block
+from geoseg.outputs.vectorize import vectorize_window
 from tiles import BlockAccumulator, TileGrid, Window, blend_weights, block_windows
 
 
@@ -187,16 +187,7 @@ def stitch_block(
             top = np.divide(top, weight, out=np.zeros_like(top), where=covered)
         confidence = np.where(valid, np.rint(np.clip(top, 0, 1) * 255), 0).astype(np.uint8)
     t1 = time.perf_counter()
-    sh, sw = scene.shape
-    polys = vectorize_block(
-        labels,
-        plan_block.transform(scene.geobox.affine),
-        nodata=NODATA,
-        block_row_off=plan_block.row_off,
-        block_col_off=plan_block.col_off,
-        scene_height=sh,
-        scene_width=sw,
-    )
+    polys = vectorize_window(labels, plan_block, scene.geobox.affine, scene.shape, NODATA)
     stats = tuple(b.stats for b in batches)
     return BlockResult(index, labels, polys, t1 - t0, time.perf_counter() - t1, confidence, stats)
 

@@ -48,7 +48,7 @@ from geoseg.outputs.landcover import CONFIDENCE_TIF, GPKG, LandcoverSink
 from geoseg.outputs.mmu import BlockSiever, mmu_pixels, sieve_core
 from geoseg.outputs.sink import NODATA, BlockResult, Sink
 from geoseg.outputs.stac import build_run_item, write_item
-from geoseg.outputs.vectorize import SeamMerger, vectorize_block
+from geoseg.outputs.vectorize import SeamMerger, vectorize_window
 from geoseg.run.allocator import release_free_memory
 from geoseg.run.cluster import ClusterStart
 from geoseg.run.graph import Plan, Timings, execute, make_plan, predict_batch, stitch_block
@@ -517,16 +517,7 @@ def sieved_block(
     """``res`` with the minimum mapping unit applied (labels from its haloed window) and re-vectorized."""
     t0 = time.perf_counter()
     labels = sieve_core(mosaic, core, mmu_px, NODATA)
-    sh, sw = scene.shape
-    polys = vectorize_block(
-        labels,
-        block.transform(scene.geobox.affine),
-        nodata=NODATA,
-        block_row_off=block.row_off,
-        block_col_off=block.col_off,
-        scene_height=sh,
-        scene_width=sw,
-    )
+    polys = vectorize_window(labels, block, scene.geobox.affine, scene.shape, NODATA)
     res = replace(res, labels=labels, polygons=polys)
     res.vectorize_s = time.perf_counter() - t0  # the client's time for the MMU (counted in geoseg:timing)
     return res

@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from geoseg.config import ClusterConfig, RunConfig
+from geoseg.config import ClusterConfig, RunConfig, read_yaml_mapping
 from geoseg.errors import GeosegError
 
 
@@ -40,14 +39,7 @@ class Workflow(BaseModel):
 def load_workflow(path: str | Path) -> tuple[Workflow, list[RunConfig]]:
     """Parse ``path``; relative out_root, scenes and parameters.model are relative to its folder."""
     path = Path(path)
-    if not path.is_file():
-        raise WorkflowError(f"{path}: no such workflow file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise WorkflowError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise WorkflowError(f"{path}: expected a mapping with name, out_root and scenes")
+    raw = read_yaml_mapping(path, WorkflowError, "name, out_root and scenes")
     if "aoi" in raw:
         raise WorkflowError(f"{path}: a monitoring workflow (it has an aoi); run it with geoseg monitor")
     base = path.resolve().parent

@@ -8,7 +8,7 @@ from geoseg.outputs.vectorize.frame import (
     polygons_to_frame,
 )
 from geoseg.outputs.vectorize.seams import MERGE_GROWTH, SeamMerger, merge_seams
-from geoseg.outputs.vectorize.trace import BlockPolygons, Polys, vectorize_block
+from geoseg.outputs.vectorize.trace import BlockPolygons, Polys, vectorize_block, vectorize_window
 
 __all__ = [
     "EXACT_AREA_SPAN_M",
@@ -21,4 +21,5 @@ __all__ = [
     "merge_seams",
     "polygons_to_frame",
     "vectorize_block",
+    "vectorize_window",
 ]

@@ -21,6 +21,7 @@ import shapely
 from affine import Affine
 
 from geoseg.errors import OutputError
+from tiles import Window
 
 Polys = list[tuple[shapely.Geometry, int]]
 # (line, start, stop, value, ...): runs of boundary edges [start, stop) along the grid line `line`
@@ -376,3 +377,22 @@ def vectorize_block(
     keep = (poly[:, 0] != poly[:, 1]) & seam_ring[poly[:, 0]] & seam_ring[poly[:, 1]]
     saddles = t.saddle_xy[keep] + np.array([block_col_off, block_row_off], np.int64)
     return BlockPolygons(interior, seam, scene_t, window, saddles)
+
+
+def vectorize_window(
+    labels: np.ndarray,
+    window: Window,
+    scene_transform: Affine,
+    scene_shape: tuple[int, int],
+    nodata: int | None,
+) -> BlockPolygons:
+    """``vectorize_block`` of the block ``window`` of a scene of ``scene_shape`` on ``scene_transform``."""
+    return vectorize_block(
+        labels,
+        window.transform(scene_transform),
+        nodata=nodata,
+        block_row_off=window.row_off,
+        block_col_off=window.col_off,
+        scene_height=scene_shape[0],
+        scene_width=scene_shape[1],
+    )

@@ -310,7 +310,7 @@ def test_stac_item_collection_source(tmp_path):
         ({"run": {"scene": "x.tif"}}, "run: scene is set by the monitor"),
         (
             {"model": str(ROOT / "geoseg/checkpoints/buildings_rgb.pt")},
-            "is a buildings model; monitoring maps",
+            "model: .*buildings_rgb.pt is a buildings model, not a landcover one",
         ),
     ],
 )

@@ -39,11 +39,11 @@ whole = QgsVectorLayer(str(gpkg), "all", "ogr")
 names = [sub.split("!!::!!")[1] for sub in whole.dataProvider().subLayers()]
 for name in [n for n in names if n != "layer_styles"]:
     vec = QgsVectorLayer(f"{gpkg}|layername={name}", name, "ogr")
-    if not vec.isSpatial():  # attribute tables (e.g. change.gpkg's transitions): valid, no style needed
-        print(
-            json.dumps({"layer": name, "valid": vec.isValid(), "table": True, "features": vec.featureCount()})
-        )
-        ok &= vec.isValid()
+    if not vec.isSpatial():  # attribute tables (e.g. change.gpkg's transitions): valid, styled, no CRS
+        _, styled = vec.loadDefaultStyle()
+        table = {"layer": name, "valid": vec.isValid(), "table": True, "styled": styled}
+        print(json.dumps(table | {"features": vec.featureCount()}))
+        ok &= vec.isValid() and styled
         continue
     _, styled = vec.loadDefaultStyle()
     info = {

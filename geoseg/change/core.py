@@ -43,7 +43,7 @@ from geoseg.outputs.classmeta import add_class_extensions, write_category_sideca
 from geoseg.outputs.cog import BlockCOGWriter
 from geoseg.outputs.gpkg import write_layer, write_layer_styles
 from geoseg.outputs.stac import COG_MEDIA, GPKG_MEDIA, _jsonable, software_versions, write_item
-from geoseg.outputs.styles import categorized_polygon_qml
+from geoseg.outputs.styles import categorized_polygon_qml, table_qml
 from geoseg.outputs.vectorize import SeamMerger, polygons_to_frame
 from geoseg.run.cluster import ClusterStart
 from geoseg.run.locking import output_lock
@@ -537,6 +537,9 @@ def _write_table(df: pd.DataFrame, gpkg: Path, layer: str) -> None:
         pyogrio.write_dataframe(df, gpkg, layer=layer, driver="GPKG")
     except Exception as exc:
         raise OutputError(f"cannot write table {layer!r} to {gpkg}: {exc}") from exc
+    # a default style, so QGIS opens every layer of the file styled (column names as display names)
+    aliases = {c: c.replace("_", " ") for c in df.columns}
+    write_layer_styles(gpkg, layer, table_qml(aliases), layer)
 
 
 def _csv(df: pd.DataFrame) -> str:

@@ -95,7 +95,8 @@ def write_layer(
 
 
 def write_layer_styles(path: str | os.PathLike[str], layer: str, qml: str, name: str) -> None:
-    """Store ``qml`` as the default QGIS style of ``layer`` in the GeoPackage's ``layer_styles`` table.
+    """Store ``qml`` as the default QGIS style of ``layer`` (a feature layer or an attributes table) in the
+    GeoPackage's ``layer_styles`` table.
 
     The table gets QGIS's schema and is registered in ``gpkg_contents`` as an attributes table, so GDAL and
     QGIS see a regular table; an earlier style of that layer with the same name is replaced, and other styles
@@ -110,8 +111,15 @@ def write_layer_styles(path: str | os.PathLike[str], layer: str, qml: str, name:
             row = con.execute(
                 "SELECT column_name FROM gpkg_geometry_columns WHERE lower(table_name) = lower(?)", (layer,)
             ).fetchone()
-            if row is None:
-                raise OutputError(f"{path} has no spatial layer {layer!r}")
+            if row is None:  # an attributes table: QGIS keys its styles with an empty geometry column
+                table = con.execute(
+                    "SELECT 1 FROM gpkg_contents WHERE lower(table_name) = lower(?) "
+                    "AND data_type = 'attributes'",
+                    (layer,),
+                ).fetchone()
+                if table is None:
+                    raise OutputError(f"{path} has no layer {layer!r}")
+                row = ("",)
             exists = con.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'layer_styles'"
             ).fetchone()

@@ -169,3 +169,13 @@ def outline_polygon_qml(color: str = "#ff0000", width_mm: float = 0.5) -> str:
     ET.SubElement(renderer, "rotation")
     ET.SubElement(renderer, "sizescale")
     return _document(renderer)
+
+
+def table_qml(aliases: dict[str, str]) -> str:
+    """Style of a non-spatial table: the columns' display names in QGIS's attribute table and forms."""
+    root = qgis_root()
+    fields = ET.SubElement(root, "aliases")
+    for i, (field, alias) in enumerate(aliases.items()):
+        ET.SubElement(fields, "alias", field=field, index=str(i), name=alias)
+    ET.SubElement(root, "layerGeometryType").text = "4"  # no geometry
+    return qml_text(root)

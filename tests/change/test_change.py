@@ -404,7 +404,9 @@ def test_change_outputs_open_styled_in_qgis(naip_change, tmp_path):
     assert raster["valid"] and raster["renderer"] == "paletted"
     layer = next(i for i in infos if i["layer"] == "landcover_change")
     assert layer["styled"] and layer["renderer"] == "categorizedSymbol" and layer["features"] > 0
-    assert {i["layer"] for i in infos if i.get("table")} == {"transitions", "class_net_change"}
+    tables = [i for i in infos if i.get("table")]
+    assert {i["layer"] for i in tables} == {"transitions", "class_net_change"}
+    assert all(i["styled"] and i["features"] > 0 for i in tables)
 
 
 def test_scenes_are_run_first_with_the_same_model(tmp_path):

@@ -155,10 +155,19 @@ def stitch_block(
 ) -> BlockResult:
     """Worker task: blend the tiles touching a block, map to the scene grid, label and vectorize."""
     t0 = time.perf_counter()
+    touching = grid.tiles_touching(work_window)
+    if all(next(b for b in batches if i in b.probs).probs[i] is None for i in touching):
+        # no tile of this block had valid pixels (e.g. outside a sparse scene's data): all nodata
+        labels = np.full(plan_block.shape, NODATA, np.uint8)
+        confidence = np.zeros(plan_block.shape, np.uint8) if with_confidence else None
+        t1 = time.perf_counter()
+        polys = vectorize_window(labels, plan_block, scene.geobox.affine, scene.shape, NODATA)
+        stats = tuple(b.stats for b in batches)
+        return BlockResult(index, labels, polys, t1 - t0, time.perf_counter() - t1, confidence, stats)
     work_h, work_w = grid.height, grid.width
     acc = BlockAccumulator(work_window, len(class_ids))
     scene_valid = np.zeros(plan_block.shape, bool) if work is None else None
-    for i in grid.tiles_touching(work_window):
+    for i in touching:
         batch = next(b for b in batches if i in b.probs)
         w = grid[i]
         if scene_valid is not None and i in batch.valid:  # the tiles' masks, read with their pixels

@@ -515,6 +515,8 @@ def sieved_block(
     res: BlockResult, mosaic, core: Window, mmu_px: float, block: Window, scene: Scene
 ) -> BlockResult:
     """``res`` with the minimum mapping unit applied (labels from its haloed window) and re-vectorized."""
+    if not np.any(res.labels != NODATA):  # all nodata (e.g. outside a sparse scene's data): nothing changes
+        return replace(res, vectorize_s=0.0)
     t0 = time.perf_counter()
     labels = sieve_core(mosaic, core, mmu_px, NODATA)
     polys = vectorize_window(labels, block, scene.geobox.affine, scene.shape, NODATA)

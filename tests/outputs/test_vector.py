@@ -146,7 +146,7 @@ def test_invalid_input_rejected(tmp_path) -> None:
     write_layer(
         gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1)], crs="EPSG:32633"), tmp_path / "a.gpkg", "x"
     )
-    with pytest.raises(OutputError, match="has no layer .missing."):
+    with pytest.raises(OutputError, match=r"has no layer 'missing'"):
         write_layer_styles(tmp_path / "a.gpkg", "missing", lulc_qml(), "s")
 
 

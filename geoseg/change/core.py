@@ -37,6 +37,7 @@ from geoseg.change.errors import ChangeInputError
 from geoseg.change.grid import Aligned, common_grid, pixel_size_m
 from geoseg.change.runs import RunInfo, after_to_before, check_comparable, load_run, products
 from geoseg.errors import OutputExistsError
+from geoseg.io.classes import hex_to_rgb
 from geoseg.io.raster import crs_of
 from geoseg.io.staging import staging_dir
 from geoseg.outputs.classmeta import add_class_extensions, write_category_sidecar
@@ -212,7 +213,7 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
     code_dtype = "uint8" if n * n + 1 <= 255 else "uint16"
     transitions = {1 + i * n + j: (classes[i], classes[j]) for i in range(n) for j in range(n) if i != j}
     names = {code: f"{a.name} → {b.name}" for code, (a, b) in transitions.items()}
-    colors = {code: _mix(_hex_rgb(b.color), _hex_rgb(a.color)) for code, (a, b) in transitions.items()}
+    colors = {code: _mix(hex_to_rgb(b.color), hex_to_rgb(a.color)) for code, (a, b) in transitions.items()}
     crs_wkt = crs_of(target).to_wkt()
     blocks = block_windows(h, w, cfg.block)
     pixel_area = _pixel_area_m2(target)
@@ -464,11 +465,6 @@ def _rio(win: Window):
     from geoseg.io.raster import window_to_rio
 
     return window_to_rio(win)
-
-
-def _hex_rgb(color: str) -> tuple[int, int, int]:
-    c = color.lstrip("#")
-    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
 
 
 def _mix(to: tuple[int, int, int], frm: tuple[int, int, int], w: float = 0.65) -> tuple[int, int, int]:

@@ -11,6 +11,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 
 from geoseg.change.errors import ChangeInputError
+from geoseg.io.classes import hex_to_rgb
 from geoseg.io.raster import crs_of
 from geoseg.io.staging import RUN_FILE
 
@@ -241,7 +242,7 @@ def write_run_folder(
             height=h,
             dtype="uint32" if task == "buildings" else "uint8",
             nodata=0,
-            colormap=None if task == "buildings" else {c.id: _rgb(c.color) for c in classes},
+            colormap=None if task == "buildings" else {c.id: hex_to_rgb(c.color) for c in classes},
             class_names=None if task == "buildings" else {c.id: c.name for c in classes},
             overview_resampling="nearest",
         ) as wr:
@@ -282,8 +283,3 @@ def write_run_folder(
             add_class_extensions(item, task, [(c.id, c.name, c.color) for c in classes], "uint8", 0)
         write_item(item, stage / RUN_FILE)
     return Path(out)
-
-
-def _rgb(color: str) -> tuple[int, int, int]:
-    c = color.lstrip("#")
-    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)

@@ -12,6 +12,7 @@ from odc.geo.geobox import GeoBox
 from PIL import Image
 
 from geoseg.errors import LabelError
+from geoseg.io.classes import hex_to_rgb
 
 IGNORE_INDEX = 255
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -28,11 +29,6 @@ class Chip:
     mask: np.ndarray
     name: str
     geobox: GeoBox | None = None
-
-
-def hex_to_rgb(color: str) -> tuple[int, int, int]:
-    c = color.lstrip("#")
-    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
 
 
 def rgb_mask_to_index(rgb: np.ndarray, colors: Mapping[str, int], path: Path) -> np.ndarray:

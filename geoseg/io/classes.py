@@ -9,9 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geoseg.errors import LabelError
 
-__all__ = ["BUILDING_CLASSES", "ColorClass", "ColorTable", "display_color"]
+__all__ = ["BUILDING_CLASSES", "ColorClass", "ColorTable", "display_color", "hex_to_rgb"]
 
 BUILDING_CLASSES = ["background", "building"]
+
+
+def hex_to_rgb(color: str) -> tuple[int, int, int]:
+    """``#RRGGBB`` -> (r, g, b)."""
+    c = color.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
 
 # Display colours for common class names; others get a fixed palette in order.
 KNOWN_COLORS = {

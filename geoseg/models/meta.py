@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from geoseg.errors import CheckpointError
+from geoseg.io.classes import hex_to_rgb
 
 FORMAT = "geoseg-checkpoint"
 FORMAT_VERSION = 1
@@ -32,8 +33,7 @@ class ClassInfo(BaseModel):
 
     @property
     def rgb(self) -> tuple[int, int, int]:
-        c = self.color.lstrip("#")
-        return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+        return hex_to_rgb(self.color)
 
 
 class Normalization(BaseModel):

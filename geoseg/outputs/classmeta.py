@@ -13,13 +13,14 @@ import pystac
 from pystac.extensions.classification import Classification, ClassificationExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 
+from geoseg.io.classes import hex_to_rgb
+
 MAX_CATEGORIES = 65536  # CategoryNames is a list indexed by value: only for small class codes
 
 
 def _rgb(color: str | tuple[int, int, int]) -> tuple[int, int, int]:
     if isinstance(color, str):
-        c = color.lstrip("#")
-        return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+        return hex_to_rgb(color)
     return int(color[0]), int(color[1]), int(color[2])
 
 

@@ -28,7 +28,8 @@ from geoseg.io.raster import crs_of
 from geoseg.outputs.vectorize import BlockPolygons, vectorize_window
 from tiles import Window
 
-GDAL_CACHE_MB = 256  # per worker: GDAL's default (5 % of RAM) grows with the scene through warped reads
+# GDAL block cache of the comparison: the default (5 % of RAM) grows with the scene through warped reads
+GDAL_CACHE_MB = 256
 
 
 @dataclass(frozen=True)

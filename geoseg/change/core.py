@@ -30,7 +30,7 @@ import rasterio
 import shapely
 from rasterio.features import rasterize
 
-from geoseg.change.blocks import CompareSpec, compared_blocks
+from geoseg.change.blocks import GDAL_CACHE_MB, CompareSpec, compared_blocks
 from geoseg.change.buildings import match_buildings
 from geoseg.change.config import ChangeConfig
 from geoseg.change.errors import ChangeInputError
@@ -38,11 +38,12 @@ from geoseg.change.grid import Aligned, common_grid, pixel_size_m
 from geoseg.change.runs import RunInfo, after_to_before, check_comparable, load_run, products
 from geoseg.errors import OutputExistsError
 from geoseg.io.classes import hex_to_rgb
-from geoseg.io.raster import crs_of
+from geoseg.io.raster import crs_of, window_to_rio
 from geoseg.io.staging import staging_dir
 from geoseg.outputs.classmeta import add_class_extensions, write_category_sidecar
 from geoseg.outputs.cog import BlockCOGWriter
 from geoseg.outputs.gpkg import write_layer, write_layer_styles
+from geoseg.outputs.landcover import POLYGONS_PER_WRITE  # polygons per GeoPackage append, as in run
 from geoseg.outputs.stac import COG_MEDIA, GPKG_MEDIA, _jsonable, software_versions, write_item
 from geoseg.outputs.styles import categorized_polygon_qml, table_qml
 from geoseg.outputs.vectorize import SeamMerger, polygons_to_frame
@@ -54,8 +55,6 @@ CHANGE_TIF = "change.tif"
 CHANGE_GPKG = "change.gpkg"
 CHANGE_JSON = "change.json"
 TRANSITIONS_CSV = "transitions.csv"
-GDAL_CACHE_MB = 256
-POLYGONS_PER_WRITE = 8000  # landcover_change polygons per GeoPackage append
 MISREG_MAX_PX = 1024  # side of the central window used for the misregistration estimate
 
 
@@ -216,7 +215,7 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
     colors = {code: _mix(hex_to_rgb(b.color), hex_to_rgb(a.color)) for code, (a, b) in transitions.items()}
     crs_wkt = crs_of(target).to_wkt()
     blocks = block_windows(h, w, cfg.block)
-    pixel_area = _pixel_area_m2(target)
+    pixel_area = px_m**2
     min_conf = None if cfg.min_confidence is None else cfg.min_confidence * 255
 
     after_idx = idx_of  # AFTER's class ids -> BEFORE's class index (the same ids without a class map)
@@ -293,7 +292,7 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
             for res in compared_blocks(client, spec, blocks):  # the workers' tasks, as they finish
                 scratch.write(
                     np.stack([res.code, res.before, res.after]).astype(scratch.dtypes[0]),
-                    window=_rio(res.window),
+                    window=window_to_rio(res.window),
                 )
                 collect(res.polygons.interior)
                 collect(merger.add(res.polygons))
@@ -323,7 +322,7 @@ def _run_change(cfg: ChangeConfig, notify) -> ChangeSummary:
             )
             with writer:
                 for win in blocks:
-                    code, b, a = scratch.read(window=_rio(win)).astype(np.int64)
+                    code, b, a = scratch.read(window=window_to_rio(win)).astype(np.int64)
                     if small_tree is not None:
                         box = shapely.box(*win.bounds(target.affine))
                         hit = small_tree.query(box, predicate="intersects")
@@ -461,12 +460,6 @@ def _change_frame(frame, transitions, before: RunInfo, after: RunInfo, crs_wkt: 
     )
 
 
-def _rio(win: Window):
-    from geoseg.io.raster import window_to_rio
-
-    return window_to_rio(win)
-
-
 def _mix(to: tuple[int, int, int], frm: tuple[int, int, int], w: float = 0.65) -> tuple[int, int, int]:
     """A transition's colour: mostly the new class's, tinted by the old one's (so land -> water and
     vegetation -> water differ)."""
@@ -476,10 +469,6 @@ def _mix(to: tuple[int, int, int], frm: tuple[int, int, int], w: float = 0.65) -
 
 def _hex(rgb: tuple[int, int, int]) -> str:
     return "#{:02X}{:02X}{:02X}".format(*rgb)
-
-
-def _pixel_area_m2(target) -> float:
-    return pixel_size_m(target) ** 2
 
 
 def _tables(counts: np.ndarray, classes, pixel_area: float) -> tuple[pd.DataFrame, pd.DataFrame]:
